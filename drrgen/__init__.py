@@ -1,0 +1,1 @@
+"""drrgen: DRRs and many-to-many correspondence ground truth from CT volumes."""

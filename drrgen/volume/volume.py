@@ -1,0 +1,116 @@
+"""The `Volume`: a CT-like 3-D array with the affine that places it in physical space.
+
+Conventions:
+    * `data` is float32 indexed ``[k, j, i]`` (z, y, x), C-contiguous.
+    * `affine` (4, 4) float64 maps voxel indices ``(i, j, k, 1)`` to the physical frame of
+      SimpleITK (LPS, mm): ``affine[:3, :3] = direction @ diag(spacing)``,
+      ``affine[:3, 3] = origin``. The centre of voxel (i, j, k) sits at ``affine @ (i, j, k, 1)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+HU_AIR = -1000.0
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """A 3-D scalar field on a (possibly rotated, anisotropic) voxel grid.
+
+    Args:
+        data: (nk, nj, ni) float32 values (HU for CTs, 1/mm after `to_mu`).
+        affine: (4, 4) voxel index (i, j, k) -> physical LPS mm.
+        source: where the volume came from (a path, or a description), for error messages.
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+    source: str = ""
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self):
+        data = np.ascontiguousarray(self.data, dtype=np.float32)
+        affine = np.asarray(self.affine, dtype=np.float64)
+        if data.ndim != 3:
+            raise ValueError(f"{self.source or 'volume'}: data must be 3-D, got shape {data.shape}")
+        if affine.shape != (4, 4):
+            raise ValueError(f"{self.source or 'volume'}: affine must be 4x4, got {affine.shape}")
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "affine", affine)
+
+    @property
+    def shape_ijk(self) -> tuple[int, int, int]:
+        """Grid size as (ni, nj, nk)."""
+        nk, nj, ni = self.data.shape
+        return ni, nj, nk
+
+    @property
+    def spacing(self) -> np.ndarray:
+        """(3,) voxel size in mm along i, j, k."""
+        return np.linalg.norm(self.affine[:3, :3], axis=0)
+
+    @property
+    def direction(self) -> np.ndarray:
+        """(3, 3) direction cosines; column c is the unit LPS direction of index axis c."""
+        return self.affine[:3, :3] / self.spacing
+
+    @property
+    def origin(self) -> np.ndarray:
+        """(3,) LPS mm position of voxel (0, 0, 0)."""
+        return self.affine[:3, 3].copy()
+
+    @property
+    def center(self) -> np.ndarray:
+        """(3,) LPS mm position of the grid centre."""
+        return self.index_to_world((np.array(self.shape_ijk) - 1) / 2.0)
+
+    def index_to_world(self, ijk: np.ndarray) -> np.ndarray:
+        """Map (..., 3) voxel indices (i, j, k) to (..., 3) LPS mm."""
+        ijk = np.asarray(ijk, dtype=np.float64)
+        return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
+
+    def world_to_index(self, xyz: np.ndarray) -> np.ndarray:
+        """Map (..., 3) LPS mm to (..., 3) fractional voxel indices (i, j, k)."""
+        xyz = np.asarray(xyz, dtype=np.float64)
+        inv = np.linalg.inv(self.affine)
+        return xyz @ inv[:3, :3].T + inv[:3, 3]
+
+    def crop(self, start, stop) -> Volume:
+        """Sub-volume of the voxel box [start, stop) given in (i, j, k) order.
+
+        The affine is shifted so that every kept voxel stays at its physical position.
+        """
+        start = np.clip(np.asarray(start, dtype=np.int64), 0, self.shape_ijk)
+        stop = np.clip(np.asarray(stop, dtype=np.int64), 0, self.shape_ijk)
+        if np.any(stop <= start):
+            raise ValueError(f"{self.source or 'volume'}: empty crop {start.tolist()}..{stop.tolist()}")
+        (i0, j0, k0), (i1, j1, k1) = start, stop
+        affine = self.affine.copy()
+        affine[:3, 3] = self.index_to_world(start.astype(np.float64))
+        return Volume(self.data[k0:k1, j0:j1, i0:i1], affine, self.source)
+
+    def to_mu(self, mu_water: float = 0.02) -> Volume:
+        """HU -> linear attenuation: ``mu = mu_water * max(0, 1 + HU / 1000)`` (mu_water in 1/mm)."""
+        mu = np.maximum(np.float32(0), np.float32(1) + self.data / np.float32(1000))
+        return Volume(mu * np.float32(mu_water), self.affine, self.source)
+
+    def axis_major(self, axis: int) -> np.ndarray:
+        """The data laid out with index axis `axis` (0=i, 1=j, 2=k) slowest, zero-padded.
+
+        Returns a (n_axis, n_a + 3, n_b + 3) float32 array where a < b are the two other index
+        axes; entry [m, a + 1, b + 1] holds voxel value at index (m, a, b) along (axis, a, b).
+        The border of one zero in front and two behind lets the projector clamp coordinates
+        instead of branching. Cached per axis: views of one volume share the copies.
+        """
+        if axis not in self._cache:
+            # data is [k, j, i]: array axis of index axis c is 2 - c.
+            others = [c for c in range(3) if c != axis]
+            arr = np.transpose(self.data, (2 - axis, 2 - others[0], 2 - others[1]))
+            n_m, n_a, n_b = arr.shape
+            padded = np.zeros((n_m, n_a + 3, n_b + 3), dtype=np.float32)
+            padded[:, 1 : n_a + 1, 1 : n_b + 1] = arr
+            self._cache[axis] = padded
+        return self._cache[axis]

@@ -1,0 +1,1 @@
+"""xmatch_train: correspondence pretraining and multi-view fracture fine-tuning."""
