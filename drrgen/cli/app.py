@@ -9,3 +9,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _main() -> None:
+    """DRRs and many-to-many correspondence ground truth from CT volumes."""
