@@ -1,5 +1,16 @@
 """CT volumes: the `Volume` type and readers."""
 
+from drrgen.volume.dicom import list_dicom_series, write_dicom_series
+from drrgen.volume.io import CT_SUFFIXES, is_ct_file, read_ct, write_ct
 from drrgen.volume.volume import HU_AIR, Volume
 
-__all__ = ["HU_AIR", "Volume"]
+__all__ = [
+    "CT_SUFFIXES",
+    "HU_AIR",
+    "Volume",
+    "is_ct_file",
+    "list_dicom_series",
+    "read_ct",
+    "write_ct",
+    "write_dicom_series",
+]

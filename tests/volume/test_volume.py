@@ -1,0 +1,33 @@
+"""`Volume.crop` keeps physical positions; `Volume.to_mu` follows the HU -> mu formula."""
+
+import numpy as np
+import pytest
+
+from drrgen.volume import Volume
+
+
+def test_crop_keeps_physical_positions(ct_volume):
+    sub = ct_volume.crop((1, 2, 3), (5, 6, 8))
+    assert sub.shape_ijk == (4, 4, 5)
+    ijk = np.array([[0, 0, 0], [3, 3, 4], [1, 2, 3]], dtype=float)
+    np.testing.assert_allclose(sub.index_to_world(ijk), ct_volume.index_to_world(ijk + [1, 2, 3]))
+    for i, j, k in ijk.astype(int):
+        assert sub.data[k, j, i] == ct_volume.data[k + 3, j + 2, i + 1]
+    np.testing.assert_allclose(sub.direction, ct_volume.direction)
+    np.testing.assert_allclose(sub.spacing, ct_volume.spacing)
+
+
+def test_crop_clips_to_the_grid_and_rejects_empty(ct_volume):
+    assert ct_volume.crop((-3, 0, 0), (100, 7, 9)).shape_ijk == ct_volume.shape_ijk
+    with pytest.raises(ValueError, match="empty crop"):
+        ct_volume.crop((4, 0, 0), (4, 7, 9))
+
+
+def test_to_mu_formula_and_clipping():
+    hu = np.array([-2000, -1000, -500, 0, 1000, 3000, 0, 0], np.float32).reshape(2, 2, 2)
+    mu = Volume(hu, np.eye(4)).to_mu(mu_water=0.025)
+    expected = 0.025 * np.maximum(0.0, 1.0 + hu.astype(np.float64) / 1000.0)
+    np.testing.assert_allclose(mu.data, expected, rtol=1e-6)
+    assert mu.data.min() == 0.0 and mu.data.dtype == np.float32
+    assert mu.data.flat[3] == pytest.approx(0.025)  # water
+    np.testing.assert_array_equal(mu.affine, np.eye(4))
