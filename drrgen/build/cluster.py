@@ -1,0 +1,151 @@
+"""Where the blocks run: a local Dask cluster, an existing scheduler, or SLURM (dask-jobqueue).
+
+Workers run one task at a time (one Dask thread each); each task uses `threads` Numba threads,
+so that workers x threads <= cores. The Numba threading layer is set to `omp` in workers:
+the default `workqueue` layer aborts on concurrent use.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """How to get workers.
+
+    Args:
+        workers: local worker processes (None: cores // threads; 0: run in this process
+            without Dask, for debugging).
+        threads: Numba threads per worker (None: cores // workers, at least 1).
+        scheduler: address of a running Dask scheduler (``tcp://host:8786``); overrides the
+            local cluster.
+        slurm_config: YAML file for a dask-jobqueue `SLURMCluster` (see pipelines/slurm/).
+    """
+
+    workers: int | None = None
+    threads: int | None = None
+    scheduler: str | None = None
+    slurm_config: str | None = None
+
+
+def available_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def local_shape(workers: int | None, threads: int | None, cores: int | None = None):
+    """(workers, threads) for a local cluster: by default one single-threaded worker per core.
+
+    Warns when workers x threads exceeds the cores (the machine would be oversubscribed).
+    """
+    cores = cores or available_cores()
+    if workers is None and threads is None:
+        workers, threads = cores, 1
+    elif workers is None:
+        workers = max(1, cores // threads)
+    elif threads is None:
+        threads = max(1, cores // max(1, workers))
+    if workers * threads > cores:
+        warnings.warn(
+            f"{workers} workers x {threads} threads exceed the {cores} cores: expect slowdown",
+            stacklevel=2,
+        )
+    return workers, threads
+
+
+def worker_env(threads: int) -> dict[str, str]:
+    """Environment for worker processes: Numba thread count and a thread-safe layer."""
+    layer = os.environ.get("NUMBA_THREADING_LAYER", "omp")
+    return {
+        "NUMBA_NUM_THREADS": str(threads),
+        "NUMBA_THREADING_LAYER": layer,
+        "OMP_NUM_THREADS": str(threads),
+    }
+
+
+def load_slurm_config(path) -> dict:
+    """Read a SLURM config YAML: ``cluster`` (SLURMCluster keyword arguments), ``jobs`` (how
+    many jobs to submit, default 1) and ``numba_threads`` (per worker, default 1).
+
+    Raises:
+        ValueError: the file cannot be read or lacks a ``cluster`` mapping.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read the SLURM config: {exc}") from exc
+    if not isinstance(data.get("cluster"), dict):
+        raise ValueError(f"{path}: needs a 'cluster:' mapping of SLURMCluster arguments")
+    unknown = sorted(set(data) - {"cluster", "jobs", "numba_threads"})
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown}; known: cluster, jobs, numba_threads")
+    return {
+        "cluster": data["cluster"],
+        "jobs": int(data.get("jobs", 1)),
+        "numba_threads": int(data.get("numba_threads", 1)),
+    }
+
+
+def slurm_cluster(config: dict):
+    """A dask-jobqueue `SLURMCluster` (no job submitted yet; call `.scale(jobs=...)`).
+
+    Numba settings are added to the job script's prologue. `cluster.job_script()` renders the
+    batch script without SLURM.
+    """
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError as exc:
+        raise RuntimeError("SLURM needs dask-jobqueue: pip install 'xmatch[cluster]'") from exc
+    kwargs = dict(config["cluster"])
+    env = worker_env(config.get("numba_threads", 1))
+    prologue = list(kwargs.pop("job_script_prologue", []) or [])
+    prologue += [f"export {k}={v}" for k, v in env.items()]
+    kwargs.setdefault("silence_logs", "warning")
+    return SLURMCluster(job_script_prologue=prologue, **kwargs)
+
+
+@contextmanager
+def open_client(opts: ClusterOptions):
+    """Yield (client or None, Numba threads per task, a one-line description).
+
+    The client is None for ``workers == 0`` (run in this process). Clusters started here are
+    closed on exit; an external scheduler is left running.
+    """
+    from distributed import Client, LocalCluster
+
+    if opts.scheduler:
+        with Client(opts.scheduler) as client:
+            yield client, opts.threads, f"Dask scheduler {opts.scheduler}"
+        return
+    if opts.slurm_config:
+        config = load_slurm_config(opts.slurm_config)
+        with slurm_cluster(config) as cluster, Client(cluster) as client:
+            cluster.scale(jobs=config["jobs"])
+            yield client, config["numba_threads"], f"SLURM, {config['jobs']} jobs"
+        return
+    if opts.workers == 0:
+        yield None, opts.threads, "in this process (no Dask)"
+        return
+    workers, threads = local_shape(opts.workers, opts.threads)
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        env=worker_env(threads),
+        dashboard_address=None,
+        silence_logs=logging.WARNING,
+    )
+    with cluster, Client(cluster) as client:
+        yield client, threads, f"local Dask cluster, {workers} workers x {threads} threads"

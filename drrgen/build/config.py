@@ -1,0 +1,192 @@
+"""Build parameters: small typed dataclasses, loadable from YAML and overridable from the CLI.
+
+Every field of `BuildConfig` is stored in the store's attributes (``params``): a rerun with
+different values refuses to touch the store. Run-time options that do not change the arrays
+(workers, threads, scheduler) are not part of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import yaml
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How views and crops are drawn (see `drrgen.build.sampling`).
+
+    Args:
+        primary_angles_deg: standard radiographic primary angles (0 = AP, 90 = left lateral,
+            180 = PA, 270 = right lateral; rotation about the patient's superior axis).
+        primary_probs: probability of each standard angle (normalised).
+        primary_sigma_deg: Gaussian noise added to the primary angle, degrees.
+        secondary_sigma_deg: spread of the cranio-caudal tilt around 0, degrees.
+        secondary_max_deg: tilts are clipped to +- this, degrees.
+        source_to_isocenter_mm: uniform range of the source-isocenter distance, mm.
+        isocenter_to_detector_mm: uniform range of the isocenter-detector distance, mm.
+        crop_fraction: uniform range of the fraction of each volume axis the crop covers.
+        fill_fraction: uniform range of the fraction of the detector's width the projected crop
+            spans (sets the pixel pitch at the drawn magnification).
+        in_plane_sigma_deg: spread of the detector rotation about the central ray, degrees.
+    """
+
+    primary_angles_deg: tuple[float, ...] = (0.0, 90.0, 180.0, 270.0)
+    primary_probs: tuple[float, ...] = (0.4, 0.3, 0.2, 0.1)
+    primary_sigma_deg: float = 10.0
+    secondary_sigma_deg: float = 15.0
+    secondary_max_deg: float = 40.0
+    source_to_isocenter_mm: tuple[float, float] = (1000.0, 1100.0)
+    isocenter_to_detector_mm: tuple[float, float] = (800.0, 1200.0)
+    crop_fraction: tuple[float, float] = (0.5, 1.0)
+    fill_fraction: tuple[float, float] = (0.8, 0.95)
+    in_plane_sigma_deg: float = 0.0
+
+    def validate(self) -> SamplingConfig:
+        """Check ranges; raise `ValueError` naming the field. Returns self."""
+        if len(self.primary_angles_deg) != len(self.primary_probs) or not self.primary_probs:
+            raise ValueError("sampling.primary_angles_deg and primary_probs need equal lengths")
+        if min(self.primary_probs) < 0 or sum(self.primary_probs) <= 0:
+            raise ValueError("sampling.primary_probs must be >= 0 with a positive sum")
+        for name in ("source_to_isocenter_mm", "isocenter_to_detector_mm"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"sampling.{name} must satisfy 0 < low <= high, got {lo, hi}")
+        for name in ("crop_fraction", "fill_fraction"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi <= 1:
+                raise ValueError(f"sampling.{name} must satisfy 0 < low <= high <= 1, got {lo, hi}")
+        for name in (
+            "primary_sigma_deg",
+            "secondary_sigma_deg",
+            "secondary_max_deg",
+            "in_plane_sigma_deg",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"sampling.{name} must be >= 0")
+        return self
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything that determines the arrays of a store.
+
+    Args:
+        samples_per_ct: samples (view tuples) drawn per CT volume.
+        views: views per sample V >= 2; every pair (i < j) gets a correspondence matrix.
+        size: detector size in pixels (square, H = W = size).
+        patch: patch size in pixels; size must be a multiple of it.
+        seed: base seed; block b of volume v draws from ``default_rng([seed, v, b])``.
+        block: samples per block (one task, one shard). `samples_per_ct` must be a multiple
+            of it; a block larger than `samples_per_ct` is reduced to it.
+        mu_water: linear attenuation of water, 1/mm (HU -> mu for the DRRs).
+        hu_air: HU below which voxels are air for the correspondence.
+        sampling: view and crop sampling ranges.
+    """
+
+    samples_per_ct: int = 256
+    views: int = 2
+    size: int = 256
+    patch: int = 16
+    seed: int = 0
+    block: int = 32
+    mu_water: float = 0.02
+    hu_air: float = -300.0
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    @property
+    def pairs(self) -> list[tuple[int, int]]:
+        """View pairs (i, j), i < j, in the order (0,1), (0,2), ..., (V-2, V-1)."""
+        return [(i, j) for i in range(self.views) for j in range(i + 1, self.views)]
+
+    @property
+    def patches_per_view(self) -> int:
+        """N = (size / patch)^2 patches per view, numbered row-major."""
+        return (self.size // self.patch) ** 2
+
+    def validate(self) -> BuildConfig:
+        """Check values; raise `ValueError` with the option at fault. Returns self (block may
+        have been reduced to `samples_per_ct`: use the returned object)."""
+        if self.views < 2:
+            raise ValueError(f"--views must be >= 2, got {self.views}")
+        if self.size < 1 or self.patch < 1 or self.size % self.patch:
+            raise ValueError(
+                f"--size {self.size} must be a positive multiple of --patch {self.patch}"
+            )
+        if self.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {self.seed}")
+        if self.samples_per_ct < 1 or self.block < 1:
+            raise ValueError("--samples-per-ct and --block must be >= 1")
+        if self.mu_water <= 0:
+            raise ValueError(f"--mu-water must be > 0 (1/mm), got {self.mu_water}")
+        cfg = replace(self, block=min(self.block, self.samples_per_ct))
+        if cfg.samples_per_ct % cfg.block:
+            raise ValueError(
+                f"--samples-per-ct {cfg.samples_per_ct} must be a multiple of --block {cfg.block} "
+                "(blocks are shards and must not straddle two volumes)"
+            )
+        cfg.sampling.validate()
+        return cfg
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (tuples become lists), as stored in the store's ``params``."""
+        return _jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> BuildConfig:
+        """Build from a (possibly partial) dict; unknown keys raise `ValueError` naming them."""
+        data = dict(data or {})
+        sampling = data.pop("sampling", None) or {}
+        top = _typed(cls, data, source)
+        samp = _typed(SamplingConfig, sampling, f"{source}: sampling")
+        return cls(**top, sampling=SamplingConfig(**samp))
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def _typed(cls, data: dict, source: str) -> dict:
+    """Coerce `data` to the field types of dataclass `cls` (int, float, tuples)."""
+    known = {f.name: f for f in fields(cls) if f.name != "sampling"}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"{source}: unknown keys {unknown}; known: {sorted(known)}")
+    out = {}
+    for name, value in data.items():
+        default = getattr(cls(), name)
+        if isinstance(default, tuple):
+            out[name] = tuple(float(x) for x in value)
+        elif isinstance(default, bool):
+            out[name] = bool(value)
+        else:
+            out[name] = type(default)(value)
+    return out
+
+
+def load_config(path: str | Path | None) -> BuildConfig:
+    """A `BuildConfig` from a YAML file (missing keys take the defaults), or the defaults."""
+    if path is None:
+        return BuildConfig()
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read the build config: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the build config must be a mapping of option: value")
+    return BuildConfig.from_dict(data, source=str(path))
+
+
+def with_overrides(cfg: BuildConfig, overrides: dict) -> BuildConfig:
+    """`cfg` with top-level and ``sampling.*`` fields replaced by `overrides` (None = keep)."""
+    top = {k: v for k, v in overrides.items() if v is not None and not k.startswith("sampling.")}
+    samp = {k[9:]: v for k, v in overrides.items() if v is not None and k.startswith("sampling.")}
+    merged = cfg.to_dict() | top
+    merged["sampling"] = cfg.to_dict()["sampling"] | samp
+    return BuildConfig.from_dict(merged, source="options")

@@ -1,0 +1,361 @@
+"""The `drrgen build` driver: discover CTs, open or create the store, run the missing blocks.
+
+Resumable and deterministic by construction: a block's samples depend only on (seed, volume,
+block), every task writes whole shards with the `volume_id` marker last, and a rerun reads the
+markers and runs only the blocks that are missing. Only this driver writes group attributes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version as _pkg_version
+from pathlib import Path
+
+from tqdm import tqdm
+
+from drrgen.build.cluster import ClusterOptions, open_client
+from drrgen.build.config import BuildConfig
+from drrgen.build.discover import CTSource, discover_cts, hash_sources
+from drrgen.build.sampling import POSE_FIELDS
+from drrgen.build.store import (
+    FORMAT,
+    FORMAT_VERSION,
+    Layout,
+    StoreError,
+    clear_store,
+    create_store,
+    open_store,
+    store_is_empty,
+    written_blocks,
+)
+from drrgen.build.tasks import BlockResult, BlockTask, Job, run_block
+
+STAGES = ("read", "sample", "drr", "corr", "write")
+INFO_KEYS = ("shape", "spacing", "affine")  # filled in from the first block read
+
+
+@dataclass
+class BuildSummary:
+    """What a build did.
+
+    Args:
+        store: the store's path or URL.
+        n_samples: samples in the store's layout.
+        n_pairs: view pairs per sample.
+        present_before: samples already written when this run started.
+        written: samples written by this run.
+        failed: failed volumes: dicts with id, path, reason, blocks.
+        seconds: wall time of this run, start-up included.
+        timings: task seconds per stage (read, sample, drr, corr, write), summed over tasks.
+        complete: every block of the store is written.
+        where: where the tasks ran.
+    """
+
+    store: str
+    n_samples: int
+    n_pairs: int
+    present_before: int = 0
+    written: int = 0
+    failed: list = field(default_factory=list)
+    seconds: float = 0.0
+    timings: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    complete: bool = False
+    where: str = ""
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.written / self.seconds if self.seconds > 0 else 0.0
+
+    def format(self) -> str:
+        """A human-readable multi-line summary."""
+        state = "complete" if self.complete else "INCOMPLETE"
+        t = self.timings
+        lines = [
+            f"store      {self.store} ({state})",
+            f"samples    {self.written} written now, {self.present_before} already present, "
+            f"{self.present_before + self.written}/{self.n_samples} in the store",
+            f"volumes    {len(self.failed)} failed",
+            f"time       {self.seconds:.1f} s, {self.samples_per_s:.1f} samples/s, "
+            f"{self.samples_per_s * self.n_pairs:.1f} pairs/s ({self.where})",
+            "task time  "
+            + ", ".join(f"{k} {t.get(k, 0.0):.1f} s" for k in STAGES)
+            + " (summed over tasks)",
+        ]
+        lines += [f"FAILED     {f['path']}: {f['reason']}" for f in self.failed]
+        return "\n".join(lines)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def volume_table(sources: list[CTSource], hashes: list[str | None]) -> list[dict]:
+    """The store's volume table; `INFO_KEYS` are filled in once a volume has been read."""
+    return [
+        {"id": i, "path": s.rel, "series_id": s.series_id, "sha256": h} | dict.fromkeys(INFO_KEYS)
+        for i, (s, h) in enumerate(zip(sources, hashes, strict=True))
+    ]
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def incompatibilities(attrs: dict, cfg: BuildConfig, table: list[dict], done) -> list[str]:
+    """Why an existing store cannot be resumed with these parameters and inputs.
+
+    Args:
+        attrs: the store's attributes.
+        cfg: the parameters of this run.
+        table: the volume table of this run (paths and sha256).
+        done: (n_blocks,) bool written blocks of the store.
+
+    Returns:
+        One line per problem (empty: compatible).
+    """
+    problems = []
+    old, new = _flatten(attrs.get("params", {})), _flatten(cfg.to_dict())
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            problems.append(
+                f"--{key.replace('_', '-')}: store has {old.get(key)!r}, "
+                f"this run asks {new.get(key)!r}"
+            )
+    before = [(v["path"], v.get("series_id")) for v in attrs.get("volumes", [])]
+    now = [(v["path"], v["series_id"]) for v in table]
+    if before != now:
+        added = sorted({p for p, _ in now} - {p for p, _ in before})
+        removed = sorted({p for p, _ in before} - {p for p, _ in now})
+        problems.append(
+            f"the CT folder holds other volumes than the store's "
+            f"({len(before)} -> {len(now)}; added {added[:5]}, removed {removed[:5]})"
+        )
+        return problems
+    layout = Layout.from_attrs(attrs)
+    for v_old, v_new in zip(attrs["volumes"], table, strict=True):
+        built = any(done[b] for b in layout.volume_blocks(v_new["id"]))
+        if built and v_old.get("sha256") != v_new["sha256"]:
+            problems.append(f"{v_new['path']} changed since its samples were built (sha256)")
+    return problems
+
+
+def base_attrs(cfg: BuildConfig, table: list[dict], ct_dir: str) -> dict:
+    """The attributes a new store starts with."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "drrgen_version": _pkg_version("xmatch"),
+        "params": cfg.to_dict(),
+        "mu_water": cfg.mu_water,
+        "hu_air": cfg.hu_air,
+        "patch": cfg.patch,
+        "views": cfg.views,
+        "size": cfg.size,
+        "samples_per_ct": cfg.samples_per_ct,
+        "block": cfg.block,
+        "pairs": [list(p) for p in cfg.pairs],
+        "pose_fields": list(POSE_FIELDS),
+        "volumes": table,
+        "failed": [],
+        "complete": False,
+        "ct_dir": ct_dir,
+        "created": _now(),
+        "updated": _now(),
+    }
+
+
+def prepare_store(
+    out: str,
+    cfg: BuildConfig,
+    table: list[dict],
+    ct_dir: str,
+    overwrite: bool = False,
+    storage_options: dict | None = None,
+):
+    """Open a store to resume, or create it. Returns (group, layout, done blocks).
+
+    Raises:
+        StoreError: the location holds something that is not a drrgen store, or a store built
+            with other parameters or inputs (unless `overwrite`).
+    """
+    layout = Layout(len(table), cfg.samples_per_ct, cfg.block, cfg.views, cfg.size, cfg.patch)
+    if not store_is_empty(out, storage_options):
+        try:
+            group = open_store(out, "r+", storage_options)
+        except StoreError as exc:
+            raise StoreError(
+                f"{exc}. Refusing to write there (even with --overwrite): "
+                "choose an empty or new --out"
+            ) from exc
+        if overwrite:
+            clear_store(out, storage_options)
+        else:
+            attrs = dict(group.attrs)
+            done = written_blocks(group, Layout.from_attrs(attrs))
+            problems = incompatibilities(attrs, cfg, table, done)
+            if problems:
+                raise StoreError(
+                    f"{out} was built with other parameters or inputs:\n  - "
+                    + "\n  - ".join(problems)
+                    + "\nRerun with the store's parameters to resume it, choose another --out, "
+                    "or add --overwrite to delete it and build from scratch."
+                )
+            for old, new in zip(attrs["volumes"], table, strict=True):
+                for key in INFO_KEYS:
+                    new[key] = new[key] or old.get(key)
+            group.attrs.update({"volumes": table, "ct_dir": ct_dir, "updated": _now()})
+            return group, layout, done
+    group = create_store(out, layout, base_attrs(cfg, table, ct_dir), storage_options)
+    return group, layout, written_blocks(group, layout)
+
+
+def _run_tasks(client, tasks: list[BlockTask], job: Job) -> Iterator[BlockResult]:
+    """Results as blocks finish: on the Dask client, or one by one here when it is None."""
+    if client is None:
+        for task in tasks:
+            yield run_block(task, job)
+        return
+    from distributed import as_completed
+
+    futures = client.map(run_block, tasks, job=job, pure=False, retries=2)
+    by_key = {f.key: t for f, t in zip(futures, tasks, strict=True)}
+    for future in as_completed(futures):
+        task = by_key[future.key]
+        try:
+            yield future.result()
+        except Exception as exc:  # worker died repeatedly, or the store could not be written
+            yield BlockResult(
+                task.block,
+                task.volume_id,
+                False,
+                task.path,
+                error=f"task lost: {type(exc).__name__}: {exc}",
+            )
+        future.release()
+
+
+def build(
+    ct_dir,
+    out,
+    cfg: BuildConfig | None = None,
+    cluster: ClusterOptions | None = None,
+    *,
+    overwrite: bool = False,
+    storage_options: dict | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> BuildSummary:
+    """Build (or resume) a store of DRR samples and correspondence matrices.
+
+    Args:
+        ct_dir: folder searched recursively for CTs (NIfTI, NRRD, MetaImage, DICOM series).
+        out: store path or fsspec URL (``s3://bucket/train.zarr``).
+        cfg: build parameters (default `BuildConfig()`).
+        cluster: where to run (default: a local cluster sized to the machine).
+        overwrite: delete an existing drrgen store at `out` built with other parameters.
+        storage_options: fsspec options for URL stores.
+        progress: show a tqdm bar over samples.
+        echo: where to print status lines.
+
+    Returns:
+        A `BuildSummary`; ``failed`` lists volumes that could not be built (their samples
+        keep ``volume_id == -1``); rerunning the same call retries them and anything missing.
+
+    Raises:
+        FileNotFoundError: `ct_dir` is not a folder. ValueError: no CT found, bad parameters.
+        StoreError: `out` cannot be used (see `prepare_store`).
+    """
+    t0 = time.perf_counter()
+    cfg = (cfg or BuildConfig()).validate()
+    cluster = cluster or ClusterOptions()
+    sources = discover_cts(ct_dir)
+    if not sources:
+        raise ValueError(
+            f"{ct_dir}: no CT volumes found (NIfTI .nii/.nii.gz, NRRD, "
+            "MetaImage .mha/.mhd or DICOM series folders, searched recursively)"
+        )
+    table = volume_table(sources, hash_sources(sources))
+    out = str(out)
+    group, layout, done = prepare_store(
+        out, cfg, table, str(Path(ct_dir).resolve()), overwrite, storage_options
+    )
+    summary = BuildSummary(
+        out, layout.n_samples, layout.n_pairs, present_before=int(done.sum()) * layout.block
+    )
+    todo = [b for b in range(layout.n_blocks) if not done[b]]
+    tasks = []
+    for b in todo:
+        vid, k = layout.block_volume(b)
+        tasks.append(BlockTask(b, vid, k, str(sources[vid].path), sources[vid].series_id))
+    echo(
+        f"{len(sources)} volumes, {layout.n_blocks} blocks of {layout.block} samples: "
+        f"{len(done) - len(todo)} done, {len(todo)} to build"
+    )
+    failures: dict[int, dict] = {}
+    group.attrs.update({"complete": False, "failed": [], "updated": _now()})
+    if tasks:
+        with open_client(cluster) as (client, threads, where):
+            summary.where = where
+            job = Job(out, storage_options, cfg.to_dict(), layout, threads)
+            echo(f"running on {where}")
+            _consume(
+                _run_tasks(client, tasks, job), group, table, failures, summary, layout, progress
+            )
+    done = written_blocks(group, layout)
+    summary.failed = sorted(failures.values(), key=lambda f: f["id"])
+    summary.complete = bool(done.all())
+    group.attrs.update(
+        {
+            "volumes": table,
+            "failed": summary.failed,
+            "complete": summary.complete,
+            "updated": _now(),
+        }
+    )
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _consume(results, group, table, failures, summary, layout, progress) -> None:
+    """Track results: progress, volume info, failures (attributes flushed when they change)."""
+    bar = tqdm(
+        total=summary.n_samples - summary.present_before,
+        unit="sample",
+        desc="build",
+        disable=not progress,
+        smoothing=0.05,
+        mininterval=0.5,
+    )
+    with bar:
+        for res in results:
+            entry = table[res.volume_id]
+            changed = False
+            if res.info and entry["shape"] is None:
+                entry.update(res.info)
+                changed = True
+            if res.ok:
+                summary.written += layout.block
+                for k, v in res.timings.items():
+                    summary.timings[k] = summary.timings.get(k, 0.0) + v
+            else:
+                fail = failures.setdefault(
+                    res.volume_id,
+                    {"id": res.volume_id, "path": entry["path"], "reason": res.error, "blocks": []},
+                )
+                fail["blocks"].append(res.block)
+                changed = True
+            if changed:
+                group.attrs.update(
+                    {"volumes": table, "failed": list(failures.values()), "updated": _now()}
+                )
+            bar.update(layout.block)
+            bar.set_postfix(failed_volumes=len(failures), refresh=False)

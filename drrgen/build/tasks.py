@@ -1,0 +1,218 @@
+"""One block -> arrays -> whole shards in the store. Runs on Dask workers (or in-process).
+
+A task never raises for a bad input: it returns a `BlockResult` with the file and reason, so
+one bad CT never stops the build. The last CT read is kept per worker process (the blocks of
+one volume usually follow each other), with its mu volume and cached projector layouts.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from drrgen.build.config import BuildConfig
+from drrgen.build.sampling import TissueIndex, sample_block
+from drrgen.build.store import Layout, open_store, write_block
+from drrgen.correspondence import correspondence
+from drrgen.errors import CTReadError
+from drrgen.projector import project
+from drrgen.volume import Volume, read_ct
+
+
+@dataclass(frozen=True)
+class BlockTask:
+    """What to compute: one block of one volume.
+
+    Args:
+        block: global block index (= shard index along samples).
+        volume_id: row of the volume table.
+        block_in_volume: block index within the volume (seeds the draws).
+        path: absolute path of the CT file or DICOM folder.
+        series_id: DICOM series to read, None for files or single-series folders.
+    """
+
+    block: int
+    volume_id: int
+    block_in_volume: int
+    path: str
+    series_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every task of a build shares.
+
+    Args:
+        store_url: local path or fsspec URL of the store.
+        storage_options: fsspec options, or None.
+        params: `BuildConfig.to_dict()` of the build.
+        layout: the store's `Layout`.
+        threads: Numba threads per task (None: Numba's default).
+    """
+
+    store_url: str
+    storage_options: dict | None
+    params: dict
+    layout: Layout
+    threads: int | None = None
+
+
+@dataclass
+class BlockResult:
+    """What a task reports back to the driver.
+
+    Args:
+        block: global block index.
+        volume_id: the volume's id.
+        ok: True when the block was written.
+        path: the CT path (for messages).
+        error: the reason it failed ('' when ok).
+        info: the volume's ``shape`` (i, j, k), ``spacing`` (mm) and ``affine`` ((4, 4) voxel
+            (i, j, k) -> LPS mm) when it could be read.
+        timings: seconds spent per stage: read, sample, drr, corr, write.
+    """
+
+    block: int
+    volume_id: int
+    ok: bool
+    path: str
+    error: str = ""
+    info: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoadedCT:
+    """A CT ready to sample: HU volume, mu volume (1/mm) and tissue index."""
+
+    hu: Volume
+    mu: Volume
+    tissue: TissueIndex
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=1)
+def _load_cached(path: str, series_id: str | None, stamp, mu_water: float, hu_air: float):
+    hu = read_ct(path, series_id=series_id)
+    if not np.any(hu.data > hu_air):
+        raise CTReadError(path, f"no tissue: every voxel is below hu_air = {hu_air:g} HU")
+    return LoadedCT(hu, hu.to_mu(mu_water), TissueIndex.build(hu, hu_air))
+
+
+def load_ct(path: str, series_id: str | None, mu_water: float, hu_air: float) -> LoadedCT:
+    """Read and check a CT (cached: the last one read in this process is kept).
+
+    Raises:
+        CTReadError: the file and the reason (unreadable, not 3-D, all air, ...).
+    """
+    if not os.path.exists(path):
+        raise CTReadError(path, "no such file or directory")
+    return _load_cached(str(path), series_id, _stamp(path), float(mu_water), float(hu_air))
+
+
+def compute_block(
+    ct: LoadedCT, cfg: BuildConfig, volume_id: int, block_in_volume: int, threads: int | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Draw and render the `cfg.block` samples of one block.
+
+    Args:
+        ct: the loaded CT.
+        cfg: build parameters.
+        volume_id: the volume's id (seeds the draws, fills `volume_id`).
+        block_in_volume: block index within the volume (seeds the draws).
+        threads: Numba threads.
+
+    Returns:
+        (arrays, timings): arrays named as the store's (leading axis = cfg.block samples, dtypes
+        of the store) and seconds spent drawing, projecting and computing correspondence.
+    """
+    t0 = time.perf_counter()
+    samples = sample_block(
+        cfg.seed,
+        volume_id,
+        block_in_volume,
+        cfg.block,
+        ct.hu,
+        cfg.views,
+        cfg.size,
+        cfg.sampling,
+        ct.tissue,
+    )
+    b, v, s, p, n = cfg.block, cfg.views, cfg.size, len(cfg.pairs), cfg.patches_per_view
+    out = {
+        "views": np.empty((b, v, s, s), np.float16),
+        "corr": np.empty((b, p, n, n), np.float16),
+        "geometry": np.empty((b, v, 12), np.float64),
+        "pose": np.empty((b, v, 6), np.float32),
+        "crop": np.empty((b, 2, 3), np.int32),
+        "volume_id": np.full((b,), volume_id, np.int32),
+    }
+    timings = {"sample": time.perf_counter() - t0, "drr": 0.0, "corr": 0.0}
+    for i, smp in enumerate(samples):
+        t1 = time.perf_counter()
+        mu = ct.mu.crop(smp.start, smp.stop)  # a view of the parent: no copy
+        for k, view in enumerate(smp.views):
+            out["views"][i, k] = project(mu, view, threads=threads)
+        t2 = time.perf_counter()
+        out["corr"][i] = correspondence(
+            ct.hu.crop(smp.start, smp.stop),
+            list(smp.views),
+            patch=cfg.patch,
+            hu_air=cfg.hu_air,
+            threads=threads,
+        )
+        t3 = time.perf_counter()
+        out["geometry"][i] = [view.as_vector() for view in smp.views]
+        out["pose"][i] = smp.pose
+        out["crop"][i] = [smp.start, smp.stop]
+        timings["drr"] += t2 - t1
+        timings["corr"] += t3 - t2
+    return out, timings
+
+
+def run_block(task: BlockTask, job: Job) -> BlockResult:
+    """Compute one block and write it (whole shards). Never raises for a bad CT.
+
+    Args:
+        task: which block.
+        job: the build's shared settings.
+
+    Returns:
+        A `BlockResult`; on failure `error` names the reason (the path is in `path`).
+    """
+    cfg = BuildConfig.from_dict(job.params)
+    result = BlockResult(task.block, task.volume_id, False, task.path)
+    try:
+        t0 = time.perf_counter()
+        ct = load_ct(task.path, task.series_id, cfg.mu_water, cfg.hu_air)
+        result.info = {
+            "shape": list(ct.hu.shape_ijk),
+            "spacing": [float(x) for x in ct.hu.spacing],
+            "affine": ct.hu.affine.tolist(),
+        }
+        read = time.perf_counter() - t0
+        arrays, timings = compute_block(ct, cfg, task.volume_id, task.block_in_volume, job.threads)
+    except CTReadError as exc:
+        result.error = exc.reason
+        return result
+    except Exception as exc:  # a bug or an odd volume: report it, keep the build going
+        tb = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{Path(tb.filename).name}:{tb.lineno}"
+        result.error = f"{type(exc).__name__} at {where}: {exc}"
+        return result
+    t1 = time.perf_counter()
+    group = open_store(job.store_url, mode="r+", storage_options=job.storage_options)
+    write_block(group, job.layout, task.block, arrays)
+    result.timings = {"read": read, **timings, "write": time.perf_counter() - t1}
+    result.ok = True
+    return result

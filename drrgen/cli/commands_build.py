@@ -1,0 +1,259 @@
+"""Dataset commands: build a store of DRR samples, and inspect, verify and show it."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import click
+import typer
+
+from drrgen.build.config import BuildConfig, SamplingConfig, load_config, with_overrides
+from drrgen.cli.app import app
+
+_D = BuildConfig()
+_S = SamplingConfig()
+
+# CLI option name -> BuildConfig key ("sampling.x" for SamplingConfig fields).
+_CONFIG_KEYS = {
+    "samples_per_ct": "samples_per_ct",
+    "views": "views",
+    "size": "size",
+    "patch": "patch",
+    "seed": "seed",
+    "block": "block",
+    "mu_water": "mu_water",
+    "hu_air": "hu_air",
+    "primary_sigma": "sampling.primary_sigma_deg",
+    "secondary_sigma": "sampling.secondary_sigma_deg",
+    "secondary_max": "sampling.secondary_max_deg",
+    "sid": "sampling.source_to_isocenter_mm",
+    "idd": "sampling.isocenter_to_detector_mm",
+    "crop_fraction": "sampling.crop_fraction",
+    "fill_fraction": "sampling.fill_fraction",
+    "in_plane_sigma": "sampling.in_plane_sigma_deg",
+}
+
+
+def _explicit(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source not in (None, click.core.ParameterSource.DEFAULT)
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """The command as given (explicit options only), for the rerun hint."""
+    words = [ctx.command_path]
+    for param in ctx.command.params:
+        if not _explicit(ctx, param.name):
+            continue
+        value = ctx.params[param.name]
+        if isinstance(param, click.Option) and param.is_flag:
+            words.append(param.opts[0] if value else param.secondary_opts[0])
+            continue
+        values = value if isinstance(value, tuple) else (value,)
+        words += [param.opts[0], *(str(v) for v in values)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _storage_options(text: str | None) -> dict | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--storage-options must be JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise typer.BadParameter("--storage-options must be a JSON object")
+    return value
+
+
+@app.command()
+def build(
+    ctx: typer.Context,
+    ct_dir: Path = typer.Option(
+        ...,
+        help="Folder of CTs, searched recursively (NIfTI, NRRD, MetaImage, DICOM series folders).",
+    ),
+    out: str = typer.Option(..., help="Store to write: a path (x.zarr) or fsspec URL."),
+    config: Path | None = typer.Option(
+        None, help="YAML build config (e.g. pipelines/build_default.yaml); options given here win."
+    ),
+    samples_per_ct: int = typer.Option(_D.samples_per_ct, help="Samples drawn per CT."),
+    views: int = typer.Option(_D.views, help="Views per sample (>= 2); all pairs get matrices."),
+    size: int = typer.Option(_D.size, help="Detector size in pixels (square)."),
+    patch: int = typer.Option(_D.patch, help="Patch size in pixels (divides --size)."),
+    seed: int = typer.Option(
+        _D.seed, help="Base seed: block b of volume v draws from default_rng((seed, v, b))."
+    ),
+    block: int = typer.Option(
+        _D.block,
+        help="Samples per block = one task = one shard; --samples-per-ct must be a multiple.",
+    ),
+    mu_water: float = typer.Option(_D.mu_water, help="mu of water, 1/mm (HU -> mu)."),
+    hu_air: float = typer.Option(
+        _D.hu_air, help="HU below which voxels are air for the correspondence."
+    ),
+    primary_sigma: float = typer.Option(
+        _S.primary_sigma_deg, help="Noise (deg) around the standard primary angles 0/90/180/270."
+    ),
+    secondary_sigma: float = typer.Option(
+        _S.secondary_sigma_deg, help="Spread (deg) of the cranio-caudal tilt."
+    ),
+    secondary_max: float = typer.Option(_S.secondary_max_deg, help="Tilt clip, deg."),
+    sid: tuple[float, float] = typer.Option(
+        _S.source_to_isocenter_mm, help="Source-isocenter distance range, mm."
+    ),
+    idd: tuple[float, float] = typer.Option(
+        _S.isocenter_to_detector_mm, help="Isocenter-detector distance range, mm."
+    ),
+    crop_fraction: tuple[float, float] = typer.Option(
+        _S.crop_fraction, help="Range of the fraction of each CT axis a crop covers."
+    ),
+    fill_fraction: tuple[float, float] = typer.Option(
+        _S.fill_fraction, help="Range of the detector fraction the crop spans."
+    ),
+    in_plane_sigma: float = typer.Option(
+        _S.in_plane_sigma_deg, help="Spread (deg) of the detector rotation about the central ray."
+    ),
+    workers: int | None = typer.Option(
+        None,
+        help="Local worker processes [default: cores / "
+        "threads]; 0 runs in this process without Dask.",
+    ),
+    threads: int | None = typer.Option(
+        None, help="Numba threads per worker [default: cores / workers, 1 when neither is given]."
+    ),
+    scheduler: str | None = typer.Option(None, help="Address of a running Dask scheduler."),
+    slurm_config: Path | None = typer.Option(
+        None, help="dask-jobqueue SLURM config YAML (see pipelines/slurm/)."
+    ),
+    storage_options: str | None = typer.Option(
+        None, help="fsspec storage options as JSON, for URL stores."
+    ),
+    overwrite: bool = typer.Option(
+        False, help="Delete an existing store built with other parameters and start over."
+    ),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Build (or resume) a Zarr store of DRR samples with correspondence matrices.
+
+    Rerunning the same command resumes an interrupted build: only missing blocks are built and
+    the result is identical to an uninterrupted build, for any number of workers.
+    """
+    from drrgen.build import ClusterOptions, StoreError
+    from drrgen.build import build as run_build
+
+    values = locals()
+    try:
+        cfg = load_config(config)
+        overrides = {
+            key: values[name] for name, key in _CONFIG_KEYS.items() if _explicit(ctx, name)
+        }
+        cfg = with_overrides(cfg, overrides).validate()
+        cluster = ClusterOptions(
+            workers, threads, scheduler, str(slurm_config) if slurm_config else None
+        )
+        summary = run_build(
+            ct_dir,
+            out,
+            cfg,
+            cluster,
+            overwrite=overwrite,
+            storage_options=_storage_options(storage_options),
+            progress=progress,
+            echo=lambda s: typer.echo(s, err=True),
+        )
+    except (StoreError, ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo(
+            "interrupted: rerun the same command to resume (finished blocks are kept)", err=True
+        )
+        raise typer.Exit(130) from None
+    typer.echo(summary.format())
+    if summary.failed:
+        cmd = _command_line(ctx)
+        typer.echo(
+            f"\n{len(summary.failed)} volume(s) failed (listed above and in the store's 'failed' "
+            "attribute); their samples keep volume_id -1. Fix or replace those files and rerun "
+            f"the same command to build only what is missing:\n  {cmd}\n"
+            "(Removing files changes the volume list: that needs --overwrite.)",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+@app.command()
+def info(
+    store: str = typer.Argument(..., help="Store path or URL."),
+    volumes: bool = typer.Option(False, help="List every volume."),
+    storage_options: str | None = typer.Option(None, help="fsspec options as JSON."),
+) -> None:
+    """What a store holds: sizes, parameters, volumes, completeness."""
+    from drrgen.build.inspect import format_info, store_info
+    from drrgen.build.store import StoreError
+
+    try:
+        summary = store_info(store, _storage_options(storage_options))
+    except StoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(format_info(summary, volumes=volumes))
+
+
+@app.command()
+def verify(
+    store: str = typer.Argument(..., help="Store path or URL."),
+    quick: bool = typer.Option(False, help="Only check the block markers, not the data."),
+    allow_failed: bool = typer.Option(False, help="Accept volumes recorded as failed."),
+    storage_options: str | None = typer.Option(None, help="fsspec options as JSON."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Check a store: every block written, no NaN fill, shapes, value ranges, CRC32C checksums.
+
+    Exits 1 when a problem is found.
+    """
+    from drrgen.build.inspect import verify_store
+    from drrgen.build.store import StoreError
+
+    try:
+        report = verify_store(
+            store,
+            _storage_options(storage_options),
+            quick=quick,
+            allow_failed=allow_failed,
+            progress=progress,
+        )
+    except StoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(report.format())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def show(
+    store: str = typer.Argument(..., help="Store path or URL."),
+    index: int = typer.Option(0, help="Sample index."),
+    out: Path = typer.Option(Path("sample.png"), help="Figure to write (PNG, PDF, SVG)."),
+    patch_index: int | None = typer.Option(
+        None,
+        "--patch-index",
+        help="Patch of view 0 to follow (row-major) [default: picked automatically].",
+    ),
+    storage_options: str | None = typer.Option(None, help="fsspec options as JSON."),
+) -> None:
+    """Draw one sample: its views, a patch of view 0 and its correspondences, the matrices."""
+    from drrgen.build.store import StoreError, open_store
+    from drrgen.viz import show_sample
+
+    try:
+        group = open_store(store, "r", _storage_options(storage_options))
+        path = show_sample(group, index, out, patch_index=patch_index)
+    except (StoreError, IndexError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {path}")

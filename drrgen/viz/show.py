@@ -1,0 +1,185 @@
+"""`show_sample`: one stored sample drawn so a user can check it by eye.
+
+Top row: the V views (display transform 1 - exp(-x) of the line integrals, bone bright). A
+patch of view 0 is boxed; in every other view its correspondences C_0j[a, :] are overlaid in
+orange and the epipolar line of the patch centre (the projection of the ray from view 0's
+source through that centre, from the stored geometry alone) is dashed: the highlighted
+patches must lie along it. Bottom row: sample facts, and the matrices C_0j with row a marked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from drrgen.geometry import View  # noqa: E402
+
+OVERLAY_RGB = (1.0, 0.45, 0.0)
+
+
+def pick_patch(rows: list[np.ndarray]) -> int:
+    """The patch of view 0 with the largest total correspondence to the other views.
+
+    Args:
+        rows: the matrices C_0j, each (N, N).
+
+    Returns:
+        Patch index a (row-major) of view 0.
+    """
+    score = sum(np.nan_to_num(np.asarray(c, dtype=np.float64)).sum(axis=1) for c in rows)
+    return int(np.argmax(score))
+
+
+def _display(drr: np.ndarray) -> np.ndarray:
+    """Line integrals -> [0, 1] radiograph-like intensities (attenuation bright)."""
+    return 1.0 - np.exp(-np.asarray(drr, dtype=np.float32))
+
+
+def _epipolar(view0: View, view: View, rc, t_iso: float):
+    """Two (x, y) = (col, row) points in `view` on the projection of view 0's ray through
+    pixel `rc` (row, col), taken 30 % of the source-isocenter distance either side of it."""
+    h, w = view0.shape
+    r, c = rc
+    pixel = view0.detector_center + (c - (w - 1) / 2) * view0.u + (r - (h - 1) / 2) * view0.v
+    ts = (t_iso * 0.7, t_iso * 1.3)
+    pts = np.array([view0.source + t * (pixel - view0.source) for t in ts])
+    rows_cols = view.project_points(pts)
+    return [(float(p[1]), float(p[0])) for p in rows_cols]
+
+
+def _read_sample(group, index: int) -> dict:
+    n = group["volume_id"].shape[0]
+    if not 0 <= index < n:
+        raise IndexError(f"sample index {index} out of range: the store holds {n} samples")
+    vid = int(group["volume_id"][index])
+    if vid < 0:
+        raise ValueError(
+            f"sample {index} is not written (its volume failed or the build is "
+            "incomplete: see `drrgen info`)"
+        )
+    return {
+        name: np.asarray(group[name][index])
+        for name in ("views", "corr", "geometry", "pose", "crop")
+    } | {"volume_id": vid}
+
+
+def show_sample(group, index: int, out, patch_index: int | None = None, dpi: int = 110) -> Path:
+    """Draw sample `index` of an open store to the image file `out`.
+
+    Args:
+        group: the store (`drrgen.build.open_store`).
+        index: sample index.
+        out: output file (PNG, PDF, SVG by suffix).
+        patch_index: patch a of view 0 to follow (row-major); None picks `pick_patch`.
+        dpi: resolution of raster output.
+
+    Returns:
+        The written path.
+    """
+    attrs = dict(group.attrs)
+    s = _read_sample(group, index)
+    v, h, w = s["views"].shape
+    patch = int(attrs["patch"])
+    grid_w = w // patch
+    pairs = [tuple(p) for p in attrs["pairs"]]
+    rows = [s["corr"][pairs.index((0, j))].astype(np.float32) for j in range(1, v)]
+    a = pick_patch(rows) if patch_index is None else int(patch_index)
+    if not 0 <= a < rows[0].shape[0]:
+        raise ValueError(f"--patch-index {a} out of range 0..{rows[0].shape[0] - 1}")
+    pr, pc = divmod(a, grid_w)
+    views = [View.from_vector(g, (h, w)) for g in s["geometry"]]
+    pose = dict(zip(attrs["pose_fields"], s["pose"].T, strict=True))
+
+    fig, axes = plt.subplots(2, v, figsize=(4.2 * v, 8.6), squeeze=False)
+    for k in range(v):
+        ax = axes[0, k]
+        ax.imshow(_display(s["views"][k]), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(
+            f"view {k}: primary {pose['primary_deg'][k]:.0f}°, "
+            f"tilt {pose['secondary_deg'][k]:+.0f}°",
+            fontsize=10,
+        )
+        if k == 0:
+            ax.add_patch(
+                plt.Rectangle(
+                    (pc * patch - 0.5, pr * patch - 0.5),
+                    patch,
+                    patch,
+                    fill=False,
+                    edgecolor="cyan",
+                    linewidth=2,
+                )
+            )
+        else:
+            heat = np.kron(rows[k - 1][a].reshape(-1, grid_w), np.ones((patch, patch)))
+            rgba = np.zeros((h, w, 4), np.float32)
+            rgba[..., :3] = OVERLAY_RGB
+            rgba[..., 3] = 0.8 * np.clip(heat, 0, 1)
+            ax.imshow(rgba)
+            t_iso = pose["source_to_isocenter_mm"][0] / pose["source_to_detector_mm"][0]
+            p0, p1 = _epipolar(
+                views[0],
+                views[k],
+                (pr * patch + (patch - 1) / 2, pc * patch + (patch - 1) / 2),
+                t_iso,
+            )
+            ax.axline(p0, p1, color="cyan", linestyle="--", linewidth=1)
+            ax.set_xlim(-0.5, w - 0.5)
+            ax.set_ylim(h - 0.5, -0.5)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    _facts(axes[1, 0], attrs, s, index, a, (pr, pc), pose)
+    for j in range(1, v):
+        ax = axes[1, j]
+        im = ax.imshow(rows[j - 1], cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+        ax.axhline(a, color="cyan", linewidth=0.8)
+        ax.set_title(f"C_0{j}: row = patch of view 0, column = view {j}", fontsize=9)
+        ax.set_xlabel(f"patch of view {j} (row-major)", fontsize=8)
+        ax.set_ylabel("patch of view 0", fontsize=8)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+    return out
+
+
+def _facts(ax, attrs, s, index, a, rc, pose) -> None:
+    """Text panel: where the sample comes from and how it was imaged."""
+    vol = attrs["volumes"][s["volume_id"]]
+    start, stop = s["crop"]
+    lines = [
+        f"sample {index}   volume [{vol['id']}] {vol['path']}",
+        f"crop (i, j, k) {start.tolist()} .. {stop.tolist()}",
+        f"patch {a} of view 0 = row {rc[0]}, col {rc[1]} (cyan box)",
+        "orange: C_0j[patch, :]   dashed: epipolar line",
+        "",
+    ]
+    for k in range(s["views"].shape[0]):
+        lines.append(
+            f"view {k}: SID {pose['source_to_isocenter_mm'][k]:.0f} mm, "
+            f"SDD {pose['source_to_detector_mm'][k]:.0f} mm, "
+            f"pixel {pose['pixel_mm'][k]:.2f} mm"
+        )
+    lines += [
+        "",
+        f"display: 1 - exp(-line integral); mu_water {attrs['mu_water']} 1/mm",
+        f"hu_air {attrs['hu_air']} HU, patch {attrs['patch']} px",
+    ]
+    ax.text(
+        0.0,
+        1.0,
+        "\n".join(lines),
+        va="top",
+        ha="left",
+        family="monospace",
+        fontsize=8,
+        transform=ax.transAxes,
+    )
+    ax.axis("off")

@@ -1,0 +1,146 @@
+"""End-to-end builds on tiny CTs: contents, resume, refusals, determinism across workers."""
+
+import numpy as np
+import pytest
+import zarr
+
+from drrgen.build import BuildConfig, ClusterOptions, StoreError, build
+from drrgen.build.inspect import verify_store
+from drrgen.build.store import ARRAY_NAMES, open_store
+from drrgen.correspondence import correspondence
+from drrgen.geometry import View
+from drrgen.projector import project
+from drrgen.volume import read_ct
+
+IN_PROCESS = ClusterOptions(workers=0)
+
+
+def _arrays(url):
+    group = zarr.open_group(str(url), mode="r")
+    return {name: group[name][:] for name in ARRAY_NAMES}
+
+
+def _assert_same(a, b):
+    for name in ARRAY_NAMES:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def reference(ct_dir, tmp_path_factory):
+    """A clean in-process build of the tiny CTs."""
+    url = tmp_path_factory.mktemp("ref") / "ref.zarr"
+    cfg = BuildConfig(samples_per_ct=4, block=2, size=32, patch=8, seed=3)
+    summary = build(ct_dir, url, cfg, IN_PROCESS, progress=False, echo=lambda s: None)
+    return url, cfg, summary
+
+
+def test_store_holds_exactly_what_project_and_correspondence_return(reference, ct_dir):
+    url, cfg, summary = reference
+    assert summary.complete and summary.written == 8 and not summary.failed
+    group = open_store(url)
+    attrs = dict(group.attrs)
+    assert attrs["complete"] and attrs["pairs"] == [[0, 1]]
+    assert [v["path"] for v in attrs["volumes"]] == ["a/ct0.nii.gz", "b/ct1.mha"]
+    assert verify_store(str(url)).ok
+    data = _arrays(url)
+    np.testing.assert_array_equal(data["volume_id"], [0, 0, 0, 0, 1, 1, 1, 1])
+    for i in (0, 5):
+        vol = attrs["volumes"][int(data["volume_id"][i])]
+        hu = read_ct(ct_dir / vol["path"])
+        np.testing.assert_allclose(np.array(vol["affine"]), hu.affine)
+        start, stop = data["crop"][i]
+        views = [View.from_vector(g, (32, 32)) for g in data["geometry"][i]]
+        mu = hu.to_mu(cfg.mu_water).crop(start, stop)
+        for k, view in enumerate(views):
+            expected = project(mu, view).astype(np.float16)
+            np.testing.assert_array_equal(data["views"][i, k], expected)
+        corr = correspondence(hu.crop(start, stop), views, patch=8, hu_air=cfg.hu_air)
+        np.testing.assert_array_equal(data["corr"][i], corr.astype(np.float16))
+        assert data["views"][i].max() > 0.5 and data["corr"][i].max() == 1.0
+
+
+def test_rerun_builds_only_missing_blocks_and_matches(reference, ct_dir, tmp_path):
+    url, cfg, _ = reference
+    copy = tmp_path / "copy.zarr"
+    build(ct_dir, copy, cfg, IN_PROCESS, progress=False, echo=lambda s: None)
+    group = zarr.open_group(str(copy), mode="r+")
+    group["volume_id"][2:4] = -1  # block 1 "lost"
+    group["views"][2:4] = np.nan
+    summary = build(ct_dir, copy, cfg, IN_PROCESS, progress=False, echo=lambda s: None)
+    assert summary.present_before == 6 and summary.written == 2 and summary.complete
+    _assert_same(_arrays(copy), _arrays(url))
+    again = build(ct_dir, copy, cfg, IN_PROCESS, progress=False, echo=lambda s: None)
+    assert again.written == 0 and again.complete
+
+
+def test_other_parameters_are_refused_unless_overwrite(reference, ct_dir, tmp_path):
+    url, cfg, _ = reference
+    copy = tmp_path / "c.zarr"
+    build(ct_dir, copy, cfg, IN_PROCESS, progress=False, echo=lambda s: None)
+    other = BuildConfig(samples_per_ct=4, block=2, size=32, patch=8, seed=4)
+    with pytest.raises(StoreError, match=r"(?s)--seed: store has 3, this run asks 4.*--overwrite"):
+        build(ct_dir, copy, other, IN_PROCESS, progress=False, echo=lambda s: None)
+    summary = build(
+        ct_dir, copy, other, IN_PROCESS, overwrite=True, progress=False, echo=lambda s: None
+    )
+    assert summary.written == 8 and open_store(copy).attrs["params"]["seed"] == 4
+
+
+def test_changed_input_is_refused(reference, ct_dir, tmp_path):
+    url, cfg, _ = reference
+    import shutil
+
+    cts = tmp_path / "cts"
+    shutil.copytree(ct_dir, cts)
+    out = tmp_path / "c.zarr"
+    build(cts, out, cfg, IN_PROCESS, progress=False, echo=lambda s: None)
+    (cts / "b" / "ct1.mha").write_bytes((cts / "b" / "ct1.mha").read_bytes() + b"\0")
+    with pytest.raises(StoreError, match="b/ct1.mha changed since its samples were built"):
+        build(cts, out, cfg, IN_PROCESS, progress=False, echo=lambda s: None)
+    (cts / "c").mkdir()
+    shutil.copy(cts / "a" / "ct0.nii.gz", cts / "c" / "new.nii.gz")
+    with pytest.raises(StoreError, match="other volumes"):
+        build(cts, out, cfg, IN_PROCESS, progress=False, echo=lambda s: None)
+
+
+def test_never_overwrites_something_that_is_not_a_drrgen_store(ct_dir, tiny_cfg, tmp_path):
+    target = tmp_path / "precious"
+    target.mkdir()
+    (target / "thesis.tex").write_text("years of work")
+    with pytest.raises(StoreError, match="(?s)no Zarr store.*Refusing"):
+        build(
+            ct_dir,
+            target,
+            tiny_cfg,
+            IN_PROCESS,
+            overwrite=True,
+            progress=False,
+            echo=lambda s: None,
+        )
+    assert (target / "thesis.tex").exists()
+
+
+def test_fsspec_url_store(reference, ct_dir, tmp_path):
+    url, cfg, _ = reference
+    uri = (tmp_path / "f.zarr").as_uri()  # file://... goes through zarr's FsspecStore
+    summary = build(ct_dir, uri, cfg, IN_PROCESS, progress=False, echo=lambda s: None)
+    assert summary.complete
+    assert type(open_store(uri).store).__name__ == "FsspecStore"
+    assert verify_store(uri).ok
+    _assert_same(_arrays(tmp_path / "f.zarr"), _arrays(url))
+
+
+def test_local_cluster_one_and_two_workers_give_identical_stores(reference, ct_dir, tmp_path):
+    url, cfg, _ = reference
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}.zarr"
+        summary = build(
+            ct_dir,
+            out,
+            cfg,
+            ClusterOptions(workers=workers, threads=1),
+            progress=False,
+            echo=lambda s: None,
+        )
+        assert summary.complete and "local Dask cluster" in summary.where
+        _assert_same(_arrays(out), _arrays(url))
