@@ -83,7 +83,8 @@ class View:
         t = np.where(denom != 0, ((self.detector_center - self.source) @ n) / denom, np.nan)
         t = np.where(t > 0, t, np.nan)
         hit = self.source + t[..., None] * ray - self.detector_center  # (..., 3)
-        ab = np.linalg.lstsq(m, hit.reshape(-1, 3).T, rcond=None)[0].T.reshape(hit.shape[:-1] + (2,))
+        ab = np.linalg.lstsq(m, hit.reshape(-1, 3).T, rcond=None)[0].T
+        ab = ab.reshape(hit.shape[:-1] + (2,))
         col = ab[..., 0] + (w - 1) / 2.0
         row = ab[..., 1] + (h - 1) / 2.0
         return np.stack([row, col], axis=-1)
@@ -96,5 +97,10 @@ class View:
         h, w = self.shape
         if h % factor or w % factor:
             raise ValueError(f"detector {self.shape} is not divisible by {factor}")
-        return View(self.source, self.detector_center, self.u * factor, self.v * factor,
-                    (h // factor, w // factor))
+        return View(
+            self.source,
+            self.detector_center,
+            self.u * factor,
+            self.v * factor,
+            (h // factor, w // factor),
+        )

@@ -32,7 +32,7 @@ class Volume:
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
-        data = np.ascontiguousarray(self.data, dtype=np.float32)
+        data = np.asarray(self.data, dtype=np.float32)  # crops stay views of their parent
         affine = np.asarray(self.affine, dtype=np.float64)
         if data.ndim != 3:
             raise ValueError(f"{self.source or 'volume'}: data must be 3-D, got shape {data.shape}")
@@ -86,31 +86,44 @@ class Volume:
         start = np.clip(np.asarray(start, dtype=np.int64), 0, self.shape_ijk)
         stop = np.clip(np.asarray(stop, dtype=np.int64), 0, self.shape_ijk)
         if np.any(stop <= start):
-            raise ValueError(f"{self.source or 'volume'}: empty crop {start.tolist()}..{stop.tolist()}")
+            raise ValueError(
+                f"{self.source or 'volume'}: empty crop {start.tolist()}..{stop.tolist()}"
+            )
         (i0, j0, k0), (i1, j1, k1) = start, stop
         affine = self.affine.copy()
         affine[:3, 3] = self.index_to_world(start.astype(np.float64))
-        return Volume(self.data[k0:k1, j0:j1, i0:i1], affine, self.source)
+        root, offset = self.root
+        sub = Volume(self.data[k0:k1, j0:j1, i0:i1], affine, self.source)
+        # No copy: the projector reads the root's cached layouts inside this box.
+        sub._cache["root"] = (root, offset + start)
+        return sub
+
+    @property
+    def root(self) -> tuple[Volume, np.ndarray]:
+        """(volume this one was cropped from, (3,) int64 (i, j, k) offset of our voxel 0 in it)."""
+        return self._cache.get("root", (self, np.zeros(3, dtype=np.int64)))
 
     def to_mu(self, mu_water: float = 0.02) -> Volume:
-        """HU -> linear attenuation: ``mu = mu_water * max(0, 1 + HU / 1000)`` (mu_water in 1/mm)."""
+        """HU -> linear attenuation ``mu = mu_water * max(0, 1 + HU / 1000)``, mu_water in 1/mm."""
         mu = np.maximum(np.float32(0), np.float32(1) + self.data / np.float32(1000))
         return Volume(mu * np.float32(mu_water), self.affine, self.source)
 
     def axis_major(self, axis: int) -> np.ndarray:
-        """The data laid out with index axis `axis` (0=i, 1=j, 2=k) slowest, zero-padded.
+        """The data laid out for rays whose dominant index axis is `axis` (0=i, 1=j, 2=k).
 
-        Returns a (n_axis, n_a + 3, n_b + 3) float32 array where a < b are the two other index
-        axes; entry [m, a + 1, b + 1] holds voxel value at index (m, a, b) along (axis, a, b).
-        The border of one zero in front and two behind lets the projector clamp coordinates
-        instead of branching. Cached per axis: views of one volume share the copies.
+        Returns a (n_a + 3, n_b + 3, n_axis) float32 array, a < b the two other index axes,
+        with entry [a + 1, b + 1, m] = value of voxel m, a, b along (axis, a, b). A Joseph ray
+        steps one unit of `axis` per sample and moves less than one voxel in a and b, so its
+        samples are nearly contiguous in this layout. The zero border (one in front, two
+        behind) lets the projector clamp coordinates instead of branching. Cached per axis:
+        every view and crop of one volume share the copies (3 copies at most).
         """
         if axis not in self._cache:
             # data is [k, j, i]: array axis of index axis c is 2 - c.
             others = [c for c in range(3) if c != axis]
-            arr = np.transpose(self.data, (2 - axis, 2 - others[0], 2 - others[1]))
-            n_m, n_a, n_b = arr.shape
-            padded = np.zeros((n_m, n_a + 3, n_b + 3), dtype=np.float32)
-            padded[:, 1 : n_a + 1, 1 : n_b + 1] = arr
+            arr = np.transpose(self.data, (2 - others[0], 2 - others[1], 2 - axis))
+            n_a, n_b, n_m = arr.shape
+            padded = np.zeros((n_a + 3, n_b + 3, n_m), dtype=np.float32)
+            padded[1 : n_a + 1, 1 : n_b + 1, :] = arr
             self._cache[axis] = padded
         return self._cache[axis]

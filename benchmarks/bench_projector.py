@@ -1,0 +1,138 @@
+"""Projector speed: ms per 256x256 DRR from a 256^3 float32 volume, beside RTK's CPU Joseph.
+
+Run: ``make bench`` or ``.venv/bin/python benchmarks/bench_projector.py [--threads 2]``
+(RTK comes from the optional extra: ``pip install -e '.[bench]'``).
+
+Prints, per view angle: drrgen at 1 and N threads, RTK's JosephForwardProjectionImageFilter
+with N threads on the same geometry, the ratio RTK / drrgen, the relative difference of the
+two images (a check that both compute the same DRR), and the time to read the volume once
+(the memory-bound floor). Medians over repeats; the machine is noisy, so read the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from drrgen.geometry import carm_view
+from drrgen.projector import project
+from drrgen.volume import Volume
+
+
+def make_volume(n: int, seed: int = 0) -> Volume:
+    """A smooth (n, n, n) mu volume (1/mm): Gaussian blobs, 1 mm voxels, centred at 0."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.meshgrid(*(np.linspace(-1, 1, n, dtype=np.float32),) * 3, indexing="ij")
+    data = np.zeros((n, n, n), np.float32)
+    for _ in range(12):
+        c = rng.uniform(-0.6, 0.6, 3).astype(np.float32)
+        s = np.float32(rng.uniform(0.1, 0.3))
+        data += np.exp(-((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2) / (2 * s * s))
+    affine = np.eye(4)
+    affine[:3, 3] = -(n - 1) / 2.0
+    return Volume(data * np.float32(0.02), affine, "benchmark blobs")
+
+
+def median_ms(fn, repeats: int) -> float:
+    """Median wall time of `fn()` in ms after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1e3)
+
+
+def rtk_projector(volume: Volume, view, threads: int):
+    """A callable running RTK's CPU Joseph projector for `view`; returns (H, W) float32."""
+    import itk
+    from itk import RTK as rtk
+
+    itk.MultiThreaderBase.SetGlobalDefaultNumberOfThreads(threads)
+    image_t = itk.Image[itk.F, 3]
+    vol = itk.image_from_array(volume.data)
+    vol.SetSpacing(volume.spacing.tolist())
+    vol.SetOrigin(volume.origin.tolist())
+    vol.SetDirection(itk.matrix_from_array(volume.direction.copy()))
+    h, w = view.shape
+    pitch_c, pitch_r = np.linalg.norm(view.u), np.linalg.norm(view.v)
+    geometry = rtk.ThreeDCircularProjectionGeometry.New()
+    geometry.AddProjection(
+        itk.Point[itk.D, 3](view.source.tolist()),
+        itk.Point[itk.D, 3](view.detector_center.tolist()),
+        itk.Vector[itk.D, 3]((view.u / pitch_c).tolist()),
+        itk.Vector[itk.D, 3]((view.v / pitch_r).tolist()),
+    )
+    source = rtk.ConstantImageSource[image_t].New()
+    source.SetOrigin([-(w - 1) / 2.0 * pitch_c, -(h - 1) / 2.0 * pitch_r, 0.0])
+    source.SetSpacing([pitch_c, pitch_r, 1.0])
+    source.SetSize([w, h, 1])
+    source.SetConstant(0.0)
+    joseph = rtk.JosephForwardProjectionImageFilter[image_t, image_t].New()
+    joseph.SetInput(0, source.GetOutput())
+    joseph.SetInput(1, vol)
+    joseph.SetGeometry(geometry)
+    joseph.SetNumberOfWorkUnits(threads)
+
+    def run():
+        joseph.Modified()
+        joseph.Update()
+        return itk.array_from_image(joseph.GetOutput())[0].copy()
+
+    run.keep_alive = (source, vol, geometry)  # ITK filters die with their Python handles
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256, help="volume edge and detector size")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--no-rtk", action="store_true")
+    args = parser.parse_args()
+
+    vol = make_volume(args.size)
+    n = args.size
+    floor_ms = median_ms(lambda: vol.data.sum(dtype=np.float64), args.repeats)
+    print(
+        f"volume {n}^3 float32 ({vol.data.nbytes / 2**20:.0f} MiB); detector {n}x{n}; "
+        f"threads {args.threads}; read-once floor {floor_ms:.1f} ms"
+    )
+    cols = ("view", "drrgen 1t", "drrgen", "RTK", "RTK/drrgen", "rel.diff")
+    header = " ".join(f"{c:>{w}}" for c, w in zip(cols, (14, 10, 8, 8, 10, 9), strict=True))
+    print(header)
+    print("-" * len(header))
+    ratios = []
+    for primary, secondary in [(0, 0), (30, 10), (45, 0), (90, 0), (135, 20)]:
+        view = carm_view(
+            primary,
+            secondary,
+            source_to_isocenter_mm=1000.0,
+            source_to_detector_mm=1500.0,
+            pixel_mm=1.5 * 256 / n,
+            shape=(n, n),
+        )
+        t1 = median_ms(lambda v=view: project(vol, v, threads=1), args.repeats)
+        tn = median_ms(lambda v=view: project(vol, v, threads=args.threads), args.repeats)
+        rtk_ms, ratio, diff = float("nan"), float("nan"), float("nan")
+        if not args.no_rtk:
+            run = rtk_projector(vol, view, args.threads)
+            rtk_ms = median_ms(run, max(3, args.repeats // 2))
+            ratio = rtk_ms / tn
+            ratios.append(ratio)
+            ours, theirs = project(vol, view), run()
+            diff = float(np.abs(ours - theirs).max() / np.abs(theirs).max())
+        print(
+            f"{primary:>5},{secondary:>3} deg {t1:>9.1f}m {tn:>7.1f}m {rtk_ms:>7.1f}m "
+            f"{ratio:>10.1f} {diff:>9.1e}"
+        )
+    if ratios:
+        print(f"median speed-up over RTK ({args.threads} threads each): {np.median(ratios):.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""Cone-beam Joseph projector."""
+
+from drrgen.projector.project import project
+
+__all__ = ["project"]

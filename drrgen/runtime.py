@@ -1,0 +1,34 @@
+"""Numba runtime settings, applied where parallel kernels are called (never at import)."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import numba
+
+
+def select_threading_layer() -> None:
+    """Prefer the thread-safe `omp` layer unless the user chose one.
+
+    Numba's default `workqueue` layer aborts the process when parallel kernels are called from
+    several threads at once (e.g. Dask threads); `omp` is safe. Has no effect once a parallel
+    kernel has run (Numba fixes the layer at first launch).
+    """
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "omp"
+
+
+@contextmanager
+def numba_threads(threads: int | None):
+    """Run the block with `threads` Numba threads (None: leave the current setting)."""
+    select_threading_layer()
+    if threads is None:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)

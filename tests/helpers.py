@@ -1,0 +1,48 @@
+"""Small builders shared by tests (volumes with non-trivial affines)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from drrgen.volume import Volume
+
+
+def rotation(axis, deg: float) -> np.ndarray:
+    """(3, 3) right-handed rotation about `axis` by `deg` degrees."""
+    a = np.asarray(axis, float) / np.linalg.norm(axis)
+    t = np.deg2rad(deg)
+    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    return np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * (k @ k)
+
+
+def oblique_affine(spacing=(0.8, 1.1, 1.6), deg=(17.0, -23.0), origin=(-40.0, 25.0, -30.0)):
+    """A rotated, anisotropic, offset-origin affine: (i, j, k, 1) -> LPS mm."""
+    rot = rotation((0, 0, 1), deg[0]) @ rotation((1, 0.3, 0), deg[1])
+    affine = np.eye(4)
+    affine[:3, :3] = rot @ np.diag(spacing)
+    affine[:3, 3] = origin
+    return affine
+
+
+def centred(affine: np.ndarray, shape_ijk) -> np.ndarray:
+    """Shift `affine` so the grid centre sits at the physical origin."""
+    out = affine.copy()
+    centre = affine[:3, :3] @ ((np.asarray(shape_ijk) - 1) / 2.0)
+    out[:3, 3] = -centre
+    return out
+
+
+def ball_volume(shape_ijk, affine, centre_mm, radius_mm, supersample: int = 4) -> Volume:
+    """Partial-volume ball of value 1 (fraction of each voxel inside), elsewhere 0."""
+    ni, nj, nk = shape_ijk
+    offs = (np.arange(supersample) + 0.5) / supersample - 0.5
+    k, j, i = np.meshgrid(np.arange(nk), np.arange(nj), np.arange(ni), indexing="ij")
+    frac = np.zeros((nk, nj, ni), np.float32)
+    for oi in offs:
+        for oj in offs:
+            for ok in offs:
+                ijk = np.stack([i + oi, j + oj, k + ok], -1).reshape(-1, 3)
+                xyz = ijk @ affine[:3, :3].T + affine[:3, 3]
+                inside = np.linalg.norm(xyz - centre_mm, axis=1) <= radius_mm
+                frac += inside.reshape(frac.shape)
+    return Volume(frac / supersample**3, affine, "ball")
