@@ -123,17 +123,28 @@ def _to_volume(path: Path, image: sitk.Image) -> Volume:
     return Volume(data, affine, str(path))
 
 
-def volume_to_image(volume: Volume) -> sitk.Image:
-    """The `Volume` as a 3-D float32 SimpleITK image with the same origin, spacing, direction."""
-    image = sitk.GetImageFromArray(volume.data)
+def volume_to_image(volume: Volume, dtype: str = "float32") -> sitk.Image:
+    """The `Volume` as a 3-D SimpleITK image with the same origin, spacing and direction.
+
+    Args:
+        volume: (nk, nj, ni) volume.
+        dtype: "float32", or "int16" (values rounded and clipped to the int16 range).
+    """
+    if dtype == "float32":
+        data = volume.data
+    elif dtype == "int16":
+        data = np.clip(np.rint(volume.data), -32768, 32767).astype(np.int16)
+    else:
+        raise ValueError(f"dtype must be 'float32' or 'int16', got {dtype!r}")
+    image = sitk.GetImageFromArray(data)
     image.SetSpacing(tuple(float(s) for s in volume.spacing))
     image.SetDirection(tuple(float(x) for x in volume.direction.ravel()))
     image.SetOrigin(tuple(float(x) for x in volume.origin))
     return image
 
 
-def write_ct(volume: Volume, path, *, compress: bool = True) -> Path:
-    """Write a volume as NIfTI (.nii/.nii.gz), NRRD (.nrrd) or MetaImage (.mha), float32.
+def write_ct(volume: Volume, path, *, dtype: str = "float32", compress: bool = True) -> Path:
+    """Write a volume as NIfTI (.nii/.nii.gz), NRRD (.nrrd) or MetaImage (.mha).
 
     The physical frame is kept as SimpleITK represents it (NIfTI stores float32 RAS
     coordinates, so positions round-trip to about 1e-4 mm there).
@@ -141,6 +152,8 @@ def write_ct(volume: Volume, path, *, compress: bool = True) -> Path:
     Args:
         volume: (nk, nj, ni) volume with its affine (LPS, mm).
         path: output file; the suffix picks the format. Parent folders are created.
+        dtype: voxel type on disk: "float32" (exact) or "int16" (HU rounded to integers,
+            about a third of the size once compressed).
         compress: compress the voxel data (.nii is never compressed; use .nii.gz).
 
     Returns:
@@ -152,5 +165,5 @@ def write_ct(volume: Volume, path, *, compress: bool = True) -> Path:
             f"{path}: cannot write this format; use one of {', '.join(_WRITE_SUFFIXES)}"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(volume_to_image(volume), str(path), useCompression=compress)
+    sitk.WriteImage(volume_to_image(volume, dtype), str(path), useCompression=compress)
     return path

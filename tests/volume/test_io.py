@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from drrgen.volume import is_ct_file, read_ct, write_ct
+from drrgen.volume import Volume, is_ct_file, read_ct, write_ct
 from drrgen.volume.io import volume_to_image
 
 
@@ -90,3 +90,12 @@ def test_volume_to_image_keeps_geometry(ct_volume):
     image = volume_to_image(ct_volume)
     ijk = np.random.default_rng(3).uniform(0, 5, size=(10, 3))
     np.testing.assert_allclose(_sitk_points(image, ijk), ct_volume.index_to_world(ijk), atol=1e-9)
+
+
+def test_write_int16_rounds_hu(tmp_path, ct_volume):
+    data = ct_volume.data + np.float32(0.3)
+    vol = read_ct(write_ct(Volume(data, ct_volume.affine), tmp_path / "a.nii.gz", dtype="int16"))
+    np.testing.assert_array_equal(vol.data, np.rint(data))
+    assert sitk.ReadImage(str(tmp_path / "a.nii.gz")).GetPixelID() == sitk.sitkInt16
+    with pytest.raises(ValueError, match="dtype"):
+        write_ct(ct_volume, tmp_path / "b.nii.gz", dtype="uint8")
