@@ -1,0 +1,80 @@
+"""The ``xmatch`` command line: ``xmatch pretrain`` and ``xmatch eval``.
+
+Heavy imports (torch, timm, zarr) happen inside the commands, so ``xmatch --help`` is fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    name="xmatch",
+    help="Train and evaluate multi-view X-ray correspondence models on drrgen stores.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _main() -> None:
+    """Train and evaluate multi-view X-ray correspondence models on drrgen stores."""
+
+
+@app.command()
+def pretrain(
+    config: Path = typer.Option(
+        ..., "--config", "-c", help="YAML config, e.g. pipelines/pretrain_cpu.yaml"
+    ),
+    overrides: list[str] = typer.Argument(
+        None, help="dotted overrides, e.g. optim.lr=3e-4 model.name=cnn"
+    ),
+) -> None:
+    """Pretrain a correspondence model (resumes from RUN_DIR/ckpt/last.pt when present).
+
+    Multi-GPU: ``torchrun --nproc_per_node 4 -m xmatch_train pretrain --config ...``.
+    """
+    from xmatch_train.config import load_config
+    from xmatch_train.train import pretrain as run
+
+    run_dir = run(load_config(config, overrides))
+    typer.echo(f"run directory: {run_dir}")
+
+
+@app.command("eval")
+def eval_(
+    store: list[str] = typer.Option(..., "--store", help="store(s) to evaluate on"),
+    run: list[Path] = typer.Option(..., "--run", help="run directory (repeat for several runs)"),
+    out: Path = typer.Option(
+        ..., "--out", help="output directory for table.md, metrics.json, figures"
+    ),
+    split: str = typer.Option(
+        "auto",
+        help="auto: CT volumes the run never trained or validated on (its test volumes "
+        "for its own store, every volume for a store of new CTs); test, val, train or all",
+    ),
+    checkpoint: str = typer.Option("best", help="best or last"),
+    batch_size: int = typer.Option(16, help="evaluation batch size"),
+    max_batches: int = typer.Option(None, help="evaluate at most this many batches per run"),
+    figures: int = typer.Option(4, help="sample figures per run"),
+    workers: int = typer.Option(2, help="DataLoader workers"),
+    allow_incomplete: bool = typer.Option(False, help="accept stores still being built"),
+) -> None:
+    """Evaluate trained runs on a store; write table.md, metrics.json and figures to OUT."""
+    from xmatch_train.report import evaluate_runs
+
+    table = evaluate_runs(
+        store,
+        run,
+        out,
+        split=split,
+        checkpoint=checkpoint,
+        batch_size=batch_size,
+        max_batches=max_batches,
+        figures=figures,
+        workers=workers,
+        allow_incomplete=allow_incomplete,
+    )
+    typer.echo(table)

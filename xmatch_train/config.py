@@ -1,0 +1,258 @@
+"""Typed run configuration: YAML files in ``pipelines/`` merged with dotted CLI overrides.
+
+``load_config("pipelines/pretrain_cpu.yaml", ["optim.lr=3e-4", "model.name=cnn"])`` reads the
+file, applies the overrides (values parsed as YAML scalars/lists), and builds the nested
+dataclasses, refusing unknown keys and ill-typed values with a message naming the file and key.
+The resolved configuration is saved next to the run's outputs (``config.yaml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xmatch_train.data.transforms import AugmentConfig, DisplayConfig
+from xmatch_train.metrics import MetricConfig
+from xmatch_train.models.registry import ModelConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which stores, which split, how to read them.
+
+    Attributes:
+        stores: store paths or URLs (all must share views, image size and patch grid).
+        allow_incomplete: train on stores whose ``complete`` flag is not set.
+        val_fraction, test_fraction: fractions of CT volumes held out (split by volume).
+        split_seed: seed of the volume split.
+        image_size: network input side; the store images are mean-pooled down to it
+            (None: the store's size).
+        batch_size: per-rank (per-GPU) batch size.
+        num_workers: DataLoader workers per rank (0: read in the main process).
+        buffer: shuffle-buffer size in samples (a few shards).
+        mode: ``drop`` or ``wrap``: how ranks are equalised (see `data.plan`).
+        display: line integral -> image transform.
+        augment: training augmentations.
+    """
+
+    stores: tuple[str, ...] = ("data/store.zarr",)
+    allow_incomplete: bool = False
+    val_fraction: float = 0.15
+    test_fraction: float = 0.25
+    split_seed: int = 0
+    image_size: int | None = None
+    batch_size: int = 16
+    num_workers: int = 2
+    buffer: int = 256
+    mode: str = "drop"
+    display: DisplayConfig = field(default_factory=DisplayConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam with a cosine schedule (linear warm-up first).
+
+    Attributes:
+        lr: peak learning rate.
+        betas: Adam betas.
+        weight_decay: L2 penalty (Adam's, not decoupled).
+        warmup_steps: linear warm-up from 0.
+        min_lr_ratio: final learning rate / lr.
+        grad_clip: max gradient norm (0: off).
+    """
+
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Loop settings.
+
+    Attributes:
+        steps: optimizer steps of the whole run (the cosine schedule spans them); None:
+            ``epochs`` x batches per epoch.
+        epochs: used when `steps` is None.
+        seed: seed of initialisation and data order.
+        device: ``auto`` (CUDA if available, else CPU), ``cuda`` or ``cpu``.
+        precision: ``auto`` (bf16 autocast on CUDA when supported, else fp16 with loss scaling;
+            fp32 on CPU), ``fp32``, ``bf16`` or ``fp16``.
+        threads: torch intra-op threads on CPU (None: torch's default).
+        log_every: steps between JSONL log lines.
+        val_every: steps between validations (0: only at the end).
+        val_batches: validation batches per validation (None: the whole validation split).
+        ckpt_every: steps between checkpoints (the last step always saves).
+        resume: continue from ``run_dir/ckpt/last.pt`` when it exists.
+        stop_after: stop this process after this many steps (a time-boxed job); rerun to resume.
+    """
+
+    steps: int | None = None
+    epochs: int = 10
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    threads: int | None = None
+    log_every: int = 10
+    val_every: int = 200
+    val_batches: int | None = 50
+    ckpt_every: int = 200
+    resume: bool = True
+    stop_after: int | None = None
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """A correspondence pretraining run.
+
+    Attributes:
+        run_dir: where config, split, logs, checkpoints and figures go.
+        data, model, optim, train, metrics: the parts.
+    """
+
+    run_dir: str = "runs/pretrain"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    metrics: MetricConfig = field(default_factory=MetricConfig)
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is wrong; the message names the source and the key."""
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check/convert a YAML value to the annotated type `tp`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            value = [value]
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
+        return tuple(
+            _coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value, strict=True))
+        )
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def from_dict(cls, data: dict | None, where: str = "config"):
+    """Build dataclass `cls` from a nested dict; missing keys keep their defaults."""
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
+    """Set ``a.b.c=value`` entries in a nested dict (values parsed as YAML)."""
+    data = dict(data or {})
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. optim.lr=3e-4")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else None
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None, cls=PretrainConfig):
+    """Read a YAML config, apply dotted overrides, return the typed dataclass."""
+    data: dict = {}
+    where = "config"
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: invalid YAML ({err})") from err
+    data = apply_overrides(data, overrides)
+    return from_dict(cls, data, where)
+
+
+def to_dict(cfg) -> dict:
+    """Plain nested dict (tuples as lists) of a config dataclass, for YAML/JSON/checkpoints."""
+
+    def plain(x):
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [plain(v) for v in x]
+        return x
+
+    return plain(asdict(cfg))
+
+
+def save_config(cfg, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

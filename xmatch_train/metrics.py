@@ -1,0 +1,152 @@
+"""The paper's correspondence metrics, accumulated over batches.
+
+* MSE over all matrix entries;
+* precision and recall over all entries: ground truth positive where C > ``gt_threshold``
+  (0.2), prediction positive where C_hat > ``pred_threshold`` (0.2); also at every threshold of
+  ``extra_thresholds`` (default 0.5, used for both);
+* average precision (scikit-learn `average_precision_score`) of the continuous predictions
+  against the ground-truth positives, over all entries.
+
+AP needs every score: up to ``exact_limit`` entries they are kept and scikit-learn sees them
+as they are; beyond, scores are binned into 2^16 levels per label and scikit-learn is given the
+bins with their counts as sample weights (AP of the scores rounded to 1/65535; the difference
+is far below the reported precision, and memory stays constant).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.metrics import average_precision_score
+
+BINS = 1 << 16
+
+
+@dataclass(frozen=True)
+class MetricConfig:
+    """Thresholds of the metrics.
+
+    Attributes:
+        gt_threshold: ground truth positive where C > this.
+        pred_threshold: prediction positive where C_hat > this.
+        extra_thresholds: more thresholds reported as ``precision@t`` / ``recall@t`` /
+            ``ap@t``, each used for both ground truth and prediction.
+        exact_limit: entries kept exactly for AP before switching to binned scores.
+    """
+
+    gt_threshold: float = 0.2
+    pred_threshold: float = 0.2
+    extra_thresholds: tuple[float, ...] = (0.5,)
+    exact_limit: int = 20_000_000
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else math.nan
+
+
+class CorrespondenceMetrics:
+    """Accumulate predictions and targets; `compute` returns the metrics.
+
+    Args:
+        cfg: thresholds.
+    """
+
+    def __init__(self, cfg: MetricConfig = MetricConfig()):
+        self.cfg = cfg
+        self.settings = [(cfg.gt_threshold, cfg.pred_threshold)] + [
+            (t, t) for t in cfg.extra_thresholds
+        ]
+        self.se = 0.0
+        self.count = 0
+        self.pairs = 0
+        self.counts = np.zeros((len(self.settings), 3), dtype=np.int64)  # tp, fp, fn
+        self.scores: list[np.ndarray] = []
+        self.targets: list[np.ndarray] = []
+        self.hist: np.ndarray | None = None  # (settings, 2, BINS): negatives, positives
+
+    def update(
+        self,
+        pred: torch.Tensor | np.ndarray,
+        target: torch.Tensor | np.ndarray,
+        mask: torch.Tensor | np.ndarray | None = None,
+    ) -> None:
+        """Add a batch.
+
+        Args:
+            pred: (B, N, M) predictions in [0, 1].
+            target: (B, N, M) ground truth in [0, 1].
+            mask: optional (B, N, M) bool of the entries to score.
+        """
+        p = _numpy(pred).astype(np.float32).ravel()
+        t = _numpy(target).astype(np.float32).ravel()
+        if mask is not None:
+            m = _numpy(mask).astype(bool).ravel()
+            p, t = p[m], t[m]
+        self.pairs += int(_numpy(pred).shape[0]) if np.ndim(pred) == 3 else 1
+        self.se += float(np.sum((p.astype(np.float64) - t) ** 2))
+        self.count += p.size
+        for k, (tg, tp_) in enumerate(self.settings):
+            gt, pr = t > tg, p > tp_
+            self.counts[k] += [np.sum(gt & pr), np.sum(~gt & pr), np.sum(gt & ~pr)]
+        if self.hist is None:
+            self.scores.append(p)
+            self.targets.append(t)
+            if sum(s.size for s in self.scores) > self.cfg.exact_limit:
+                self._to_histogram()
+        else:
+            self._add_histogram(p, t)
+
+    def _to_histogram(self) -> None:
+        self.hist = np.zeros((len(self.settings), 2, BINS), dtype=np.int64)
+        for p, t in zip(self.scores, self.targets, strict=True):
+            self._add_histogram(p, t)
+        self.scores, self.targets = [], []
+
+    def _add_histogram(self, p: np.ndarray, t: np.ndarray) -> None:
+        b = np.clip(np.rint(p * (BINS - 1)), 0, BINS - 1).astype(np.int64)
+        for k, (tg, _) in enumerate(self.settings):
+            pos = t > tg
+            self.hist[k, 1] += np.bincount(b[pos], minlength=BINS)
+            self.hist[k, 0] += np.bincount(b[~pos], minlength=BINS)
+
+    def _ap(self, k: int) -> float:
+        tg = self.settings[k][0]
+        if self.hist is None:
+            if not self.scores:
+                return math.nan
+            p, t = np.concatenate(self.scores), np.concatenate(self.targets) > tg
+            return float(average_precision_score(t, p)) if t.any() else math.nan
+        neg, pos = self.hist[k]
+        if pos.sum() == 0:
+            return math.nan
+        used = np.flatnonzero(neg + pos)
+        score = np.concatenate([used, used]) / (BINS - 1)
+        label = np.concatenate([np.zeros(used.size), np.ones(used.size)])
+        weight = np.concatenate([neg[used], pos[used]]).astype(np.float64)
+        keep = weight > 0
+        return float(average_precision_score(label[keep], score[keep], sample_weight=weight[keep]))
+
+    def compute(self) -> dict[str, float]:
+        """``mse``, ``precision``, ``recall``, ``ap``, ``precision@t`` / ``recall@t`` / ``ap@t``
+        for the extra thresholds, ``positive_fraction`` and ``pairs``; fractions in [0, 1]
+        (NaN where undefined, e.g. precision with no predicted positive)."""
+        out: dict[str, float] = {"mse": _ratio(self.se, self.count)}
+        for k, (tg, _) in enumerate(self.settings):
+            tp, fp, fn = (float(x) for x in self.counts[k])
+            suffix = "" if k == 0 else f"@{tg:g}"
+            out[f"precision{suffix}"] = _ratio(tp, tp + fp)
+            out[f"recall{suffix}"] = _ratio(tp, tp + fn)
+            out[f"ap{suffix}"] = self._ap(k)
+        tp, _, fn = self.counts[0]
+        out["positive_fraction"] = _ratio(float(tp + fn), self.count)
+        out["pairs"] = self.pairs
+        return out
+
+
+def _numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().float().cpu().numpy()
+    return np.asarray(x)

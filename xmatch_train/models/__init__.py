@@ -1,0 +1,27 @@
+"""Correspondence models: backbones, attention modules (Table 1), ViT-S encoder, head, registry."""
+
+from xmatch_train.models.head import correspondence_loss, correspondence_matrix
+from xmatch_train.models.matcher import CorrespondenceModel
+from xmatch_train.models.registry import (
+    MODELS,
+    ModelConfig,
+    build_model,
+    count_parameters,
+    encoder_state_dict,
+    register,
+)
+from xmatch_train.models.vit import MultiViewViT, load_timm_weights
+
+__all__ = [
+    "MODELS",
+    "CorrespondenceModel",
+    "ModelConfig",
+    "MultiViewViT",
+    "build_model",
+    "correspondence_loss",
+    "correspondence_matrix",
+    "count_parameters",
+    "encoder_state_dict",
+    "load_timm_weights",
+    "register",
+]

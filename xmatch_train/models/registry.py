@@ -1,0 +1,132 @@
+"""Model registry: one small builder per variant, selected by ``model.name`` in the config.
+
+Names: ``cnn``, ``superglue``, ``loftr``, ``transformer_mp``, ``transformer`` (CNN backbone +
+attention module, the rows of the paper's Table 1) and ``vit_s`` (the fracture classifier's
+ViT-S encoder trained on the same task).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from xmatch_train.models.attention import ATTENTION
+from xmatch_train.models.backbone import build_backbone
+from xmatch_train.models.matcher import CNNAttentionEncoder, CorrespondenceModel, ViTPairEncoder
+from xmatch_train.models.vit import MultiViewViT
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Model choice and sizes.
+
+    Attributes:
+        name: registry name (see `MODELS`).
+        backbone: timm model name or ``convstem`` (CNN variants).
+        backbone_index: timm feature level (3 = stride 16 for ResNets).
+        pretrained_file: local weights for the backbone (CNN variants) or the timm ViT
+            (``vit_s``); None = random initialisation.
+        width: token width D (512 in the paper; 384 for ViT-S).
+        depth: attention layers (8 in the paper; 6 for ViT-S).
+        heads: attention heads (8 in the paper; 4 for ViT-S).
+        mlp_dim: transformer MLP hidden width (1024 in the paper).
+        dropout: dropout in the attention modules' MLPs.
+        img_size: ViT input side in pixels.
+        patch_size: ViT patch side in pixels.
+        input_mean, input_std: image normalisation (x - mean) / std.
+    """
+
+    name: str = "transformer"
+    backbone: str = "resnet50"
+    backbone_index: int = 3
+    pretrained_file: str | None = None
+    width: int = 512
+    depth: int = 8
+    heads: int = 8
+    mlp_dim: int = 1024
+    dropout: float = 0.0
+    img_size: int = 256
+    patch_size: int = 16
+    input_mean: float = 0.45
+    input_std: float = 0.225
+
+
+MODELS: dict[str, Callable[[ModelConfig], CorrespondenceModel]] = {}
+
+
+def register(name: str):
+    """Decorator adding a builder ``fn(cfg) -> CorrespondenceModel`` under `name`."""
+
+    def deco(fn):
+        MODELS[name] = fn
+        return fn
+
+    return deco
+
+
+def _cnn_attention(cfg: ModelConfig) -> CorrespondenceModel:
+    backbone = build_backbone(cfg.backbone, cfg.backbone_index, 1, cfg.pretrained_file)
+    attention = ATTENTION[cfg.name](
+        dim=cfg.width, depth=cfg.depth, heads=cfg.heads, mlp_dim=cfg.mlp_dim, dropout=cfg.dropout
+    )
+    encoder = CNNAttentionEncoder(backbone, attention, cfg.width, cfg.heads)
+    return CorrespondenceModel(encoder, cfg.width, cfg.input_mean, cfg.input_std)
+
+
+for _name in ATTENTION:
+    register(_name)(_cnn_attention)
+
+
+@register("vit_s")
+def _vit_s(cfg: ModelConfig) -> CorrespondenceModel:
+    vit = MultiViewViT(
+        img_size=cfg.img_size,
+        patch_size=cfg.patch_size,
+        in_chans=1,
+        width=cfg.width,
+        depth=cfg.depth,
+        heads=cfg.heads,
+        mlp_ratio=cfg.mlp_dim / cfg.width,
+        pretrained_file=cfg.pretrained_file,
+    )
+    return CorrespondenceModel(ViTPairEncoder(vit), cfg.width, cfg.input_mean, cfg.input_std)
+
+
+def build_model(cfg: ModelConfig) -> CorrespondenceModel:
+    """Build the variant `cfg.name`.
+
+    Raises:
+        ValueError: unknown name (the message lists the registry).
+        FileNotFoundError: `cfg.pretrained_file` does not exist.
+    """
+    if cfg.name not in MODELS:
+        raise ValueError(f"unknown model {cfg.name!r}; available: {sorted(MODELS)}")
+    return MODELS[cfg.name](cfg)
+
+
+def encoder_state_dict(source: str | Path | dict) -> dict[str, torch.Tensor]:
+    """The `MultiViewViT` weights of a ``vit_s`` pretraining, for the fracture classifier.
+
+    Args:
+        source: a checkpoint file written by `xmatch pretrain` (``ckpt/*.pt``), or its
+            ``model`` state dict.
+
+    Returns:
+        A state dict for `MultiViewViT` (keys without the ``encoder.vit.`` prefix).
+    """
+    if not isinstance(source, dict):
+        source = torch.load(source, map_location="cpu", weights_only=True)["model"]
+    prefix = "encoder.vit."
+    state = {k[len(prefix) :]: v for k, v in source.items() if k.startswith(prefix)}
+    if not state:
+        raise ValueError("no ViT encoder weights in this checkpoint (was it a 'vit_s' run?)")
+    return state
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,148 @@
+"""ViT-S over the patches of several views (early fusion), shared by pretraining and fine-tuning.
+
+`MultiViewViT` wraps a timm ``vit_small_patch16_224``-family model (6 layers, 4 heads, width 384,
+patch 16 by default, 256 x 256 single-channel inputs). Each view is patch-embedded with the
+shared patch embedding and the learned absolute position embedding of its own grid, plus a
+learned per-view embedding; the tokens of all views and one class token are concatenated and
+run through the timm blocks one by one, so a caller can give every layer its own additive
+attention bias (the fracture classifier's correspondence-guided attention).
+
+The correspondence pretraining saves this module's ``state_dict`` under the ``encoder.`` prefix
+of the model (see `xmatch_train.models.encoder_state_dict`); the classifier builds a
+`MultiViewViT` with the same arguments and loads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import timm
+import torch
+from timm.models import load_state_dict
+from timm.models._manipulate import adapt_input_conv
+from timm.models.vision_transformer import checkpoint_filter_fn
+from torch import nn
+
+from xmatch_train.models.backbone import check_weights_file
+
+
+class MultiViewViT(nn.Module):
+    """ViT encoder of V views with one shared class token.
+
+    Args:
+        img_size: input side in pixels.
+        patch_size: patch side in pixels (the token grid is img_size / patch_size square).
+        in_chans: image channels.
+        width: token width (384 for ViT-S).
+        depth: transformer blocks (6).
+        heads: attention heads (4).
+        mlp_ratio: MLP hidden width / width.
+        max_views: number of learned view embeddings.
+        drop_path: stochastic depth rate.
+        pretrained_file: local timm ViT checkpoint to initialise from (see `load_timm_weights`).
+    """
+
+    def __init__(
+        self,
+        img_size: int = 256,
+        patch_size: int = 16,
+        in_chans: int = 1,
+        width: int = 384,
+        depth: int = 6,
+        heads: int = 4,
+        mlp_ratio: float = 4.0,
+        max_views: int = 2,
+        drop_path: float = 0.0,
+        pretrained_file: str | Path | None = None,
+    ):
+        super().__init__()
+        self.vit = timm.create_model(
+            "vit_small_patch16_224",
+            pretrained=False,
+            img_size=img_size,
+            patch_size=patch_size,
+            in_chans=in_chans,
+            embed_dim=width,
+            depth=depth,
+            num_heads=heads,
+            mlp_ratio=mlp_ratio,
+            num_classes=0,
+            drop_path_rate=drop_path,
+        )
+        self.view_embed = nn.Parameter(torch.zeros(max_views, width))
+        nn.init.trunc_normal_(self.view_embed, std=0.02)
+        self.width = width
+        self.grid = tuple(self.vit.patch_embed.grid_size)
+        if pretrained_file:
+            load_timm_weights(self.vit, pretrained_file)
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        """The transformer blocks (timm `Block`), in order."""
+        return self.vit.blocks
+
+    @property
+    def n_patches(self) -> int:
+        """Tokens per view."""
+        return self.grid[0] * self.grid[1]
+
+    def embed(self, x: torch.Tensor, view: int) -> torch.Tensor:
+        """(B, C, H, W) image of view number `view` -> (B, N, width) tokens with positions."""
+        t = self.vit.patch_embed(x)
+        pos = self.vit.pos_embed[:, self.vit.num_prefix_tokens :]
+        return t + pos + self.view_embed[view]
+
+    def forward(
+        self,
+        views: Sequence[torch.Tensor],
+        attn_bias: Sequence[torch.Tensor | None] | torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Encode the views jointly.
+
+        Args:
+            views: V tensors (B, C, H, W).
+            attn_bias: None, one additive attention bias for every layer, or one per layer
+                (None entries allowed); each broadcastable to (B, heads, T, T) with
+                T = 1 + V * N, e.g. (B, 1, T, T), in the query dtype.
+
+        Returns:
+            (B, 1 + V * N, width) normed tokens: the class token, then view 0's N patch
+            tokens (row-major), then view 1's, ...
+        """
+        b = views[0].shape[0]
+        cls = (self.vit.cls_token + self.vit.pos_embed[:, :1]).expand(b, -1, -1)
+        x = torch.cat([cls] + [self.embed(v, i) for i, v in enumerate(views)], dim=1)
+        if attn_bias is None or isinstance(attn_bias, torch.Tensor):
+            attn_bias = [attn_bias] * len(self.vit.blocks)
+        if len(attn_bias) != len(self.vit.blocks):
+            raise ValueError(f"{len(attn_bias)} attention biases for {len(self.vit.blocks)} layers")
+        for block, bias in zip(self.vit.blocks, attn_bias, strict=True):
+            x = block(x, attn_mask=bias)
+        return self.vit.norm(x)
+
+
+def load_timm_weights(vit: nn.Module, path: str | Path) -> list[str]:
+    """Load a local timm ViT checkpoint into `vit`, adapting it to the model's shape.
+
+    Position embeddings are resampled to the model's grid, the patch embedding to its patch
+    size and input channels; blocks beyond the model's depth are dropped.
+
+    Args:
+        vit: a timm `VisionTransformer`.
+        path: .safetensors / .pth / .bin state dict of a timm ViT.
+
+    Returns:
+        The model's parameter names that the file did not provide (left at initialisation).
+    """
+    file = check_weights_file(path)
+    state = checkpoint_filter_fn(load_state_dict(str(file), weights_only=True), vit)
+    key = "patch_embed.proj.weight"
+    in_chans = vit.patch_embed.proj.weight.shape[1]
+    if key in state and state[key].shape[1] != in_chans:
+        state[key] = adapt_input_conv(in_chans, state[key])
+    own = vit.state_dict()
+    state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    missing = sorted(set(own) - set(state))
+    vit.load_state_dict(state, strict=False)
+    return missing

@@ -1,0 +1,183 @@
+"""`xmatch eval`: evaluate trained runs on a store; Table-1-like Markdown, JSON and figures."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xmatch_train.config import PretrainConfig, load_config
+from xmatch_train.data import (
+    PairStream,
+    StreamOptions,
+    load_split,
+    make_loader,
+    read_meta,
+    sample_mask,
+)
+from xmatch_train.data.store import StoreMeta
+from xmatch_train.evaluate import predict
+from xmatch_train.figures import plot_curves, plot_pair
+from xmatch_train.metrics import CorrespondenceMetrics
+from xmatch_train.models import build_model
+from xmatch_train.train import dist
+from xmatch_train.train.checkpoint import load_checkpoint
+from xmatch_train.train.logger import read_log
+
+MESSAGE_PASSING = {"superglue", "loftr", "transformer_mp"}
+LABELS = {
+    "cnn": "- (CNN only)",
+    "superglue": "SuperGlue module",
+    "loftr": "LoFTR module",
+    "transformer_mp": "Standard transformer",
+    "transformer": "Standard transformer",
+    "vit_s": "ViT-S (early fusion)",
+}
+
+
+def eval_keys(metas: list[StoreMeta], run_dir: Path, split: str) -> set[str] | None:
+    """Volume keys to evaluate a run on (None = every sample).
+
+    ``auto`` keeps the CTs the run neither trained nor validated on: its test volumes when the
+    store is its own, every volume of a store built from new CTs.
+    """
+    if split == "all":
+        return None
+    run_split = load_split(run_dir / "split.json")
+    if split == "auto":
+        seen = run_split.keys("train") | run_split.keys("val")
+        every = {m.volume_key(v) for m in metas for v in np.unique(m.volume_id[m.volume_id >= 0])}
+        return every - seen
+    return run_split.keys(split)
+
+
+def _load_run(
+    run_dir: Path, which: str, rt: dist.Runtime
+) -> tuple[PretrainConfig, torch.nn.Module, int]:
+    cfg = load_config(run_dir / "config.yaml")
+    path = run_dir / "ckpt" / f"{which}.pt"
+    if not path.is_file() and which == "best":
+        path = run_dir / "ckpt" / "last.pt"
+    ckpt = load_checkpoint(path)
+    # The checkpoint holds every weight; never read the (maybe absent) pretrained file again.
+    model = build_model(replace(cfg.model, pretrained_file=None))
+    model.load_state_dict(ckpt["model"])
+    return cfg, model.to(rt.device).eval(), int(ckpt.get("step", -1))
+
+
+def _fmt(x, pct: bool = True) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{100 * x:.1f}" if pct else f"{x:.2e}"
+
+
+def markdown_table(rows: dict[str, dict]) -> str:
+    """Rows like the paper's Table 1 (percentages; MSE plain)."""
+    head = (
+        "| Run | Attention model | Message pass | Backbone | MSE | Precision | Recall | AP "
+        "| P@0.5 | R@0.5 | Pairs | Step |"
+    )
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | {LABELS.get(r['model'], r['model'])} | "
+            f"{'yes' if r['model'] in MESSAGE_PASSING else '-'} | {r['backbone']} | "
+            f"{_fmt(r['mse'], False)} | {_fmt(r['precision'])} | {_fmt(r['recall'])} | "
+            f"{_fmt(r['ap'])} | {_fmt(r.get('precision@0.5'))} | {_fmt(r.get('recall@0.5'))} | "
+            f"{r['pairs']} | {r['step']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _unique_name(run_dir: Path, taken: dict) -> str:
+    name = run_dir.name or str(run_dir)
+    return name if name not in taken else str(run_dir)
+
+
+def evaluate_runs(
+    stores: list[str],
+    runs: list[Path],
+    out: Path,
+    *,
+    split: str = "auto",
+    checkpoint: str = "best",
+    batch_size: int = 16,
+    max_batches: int | None = None,
+    figures: int = 4,
+    workers: int = 2,
+    allow_incomplete: bool = False,
+) -> str:
+    """Evaluate each run on `stores`; write ``table.md``, ``metrics.json`` and figures to `out`.
+
+    Returns:
+        The Markdown table.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    metas = [read_meta(s, allow_incomplete=allow_incomplete) for s in stores]
+    rt = dist.setup("auto", "auto")
+    rows: dict[str, dict] = {}
+    logs: dict[str, list[dict]] = {}
+    for run_dir in map(Path, runs):
+        name = _unique_name(run_dir, rows)
+        cfg, model, step = _load_run(run_dir, checkpoint, rt)
+        keys = eval_keys(metas, run_dir, split)
+        masks = [sample_mask(m, keys) for m in metas]
+        if not any(m.any() for m in masks):
+            raise ValueError(
+                f"{run_dir}: no samples of split {split!r} in {list(stores)}; "
+                "use --split all to evaluate on every volume"
+            )
+        options = StreamOptions(
+            batch_size=batch_size,
+            seed=0,
+            train=False,
+            mode="all",
+            buffer=cfg.data.buffer,
+            shuffle=True,
+            image_size=cfg.data.image_size,
+            display=cfg.data.display,
+        )
+        stream = PairStream(metas, masks, options, num_workers=workers)
+        metrics = CorrespondenceMetrics(cfg.metrics)
+        shown = 0
+        for batch, pred in predict(model, make_loader(stream), rt, max_batches):
+            metrics.update(pred, batch["corr_0to1"])
+            for b in range(min(figures - shown, pred.shape[0])):
+                plot_pair(
+                    batch["view0"][b, 0].numpy(),
+                    batch["view1"][b, 0].numpy(),
+                    batch["corr_0to1"][b].numpy(),
+                    pred[b].numpy(),
+                    stream.grid,
+                    out / name / f"sample_{shown}.png",
+                    cfg.metrics.gt_threshold,
+                    f"{name}: store {int(batch['store'][b])} sample {int(batch['index'][b])} "
+                    f"views {batch['pair'][b].tolist()} (CT {int(batch['volume_id'][b])})",
+                )
+                shown += 1
+        rows[name] = dict(
+            metrics.compute(),
+            model=cfg.model.name,
+            backbone=cfg.model.backbone if cfg.model.name != "vit_s" else "ViT-S",
+            step=step,
+            run=str(run_dir),
+            split=split,
+            stores=list(stores),
+        )
+        if (run_dir / "log.jsonl").is_file():
+            logs[name] = read_log(run_dir / "log.jsonl")
+    if logs:
+        plot_curves(logs, out / "curves.png")
+    table = markdown_table(rows)
+    (out / "table.md").write_text(table)
+    clean = {
+        n: {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+        for n, r in rows.items()
+    }
+    (out / "metrics.json").write_text(json.dumps(clean, indent=1))
+    return table

@@ -1,0 +1,250 @@
+"""Tiny stores for tests and examples, written exactly to the `drrgen build` contract.
+
+`write_toy_store` renders small procedural phantoms (a soft-tissue cylinder around two long
+bones with cortical shells and a few bony blobs, varied by seed) with the real projector and
+ground truth of `drrgen` (`drrgen.projector.project`, `drrgen.correspondence.correspondence`),
+so views, geometry and correspondence are consistent. It is small and fast (64 x 64 detectors,
+32^3 volumes), not a replacement for `drrgen build`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+HU_AIR, HU_SOFT, HU_MARROW, HU_CORTEX = -1000.0, 40.0, 300.0, 1500.0
+
+
+def toy_volume(seed: int, n: int = 32, spacing_mm: float = 3.0):
+    """A limb-like HU phantom.
+
+    Args:
+        seed: varies bone positions, radii and blobs.
+        n: voxels per axis.
+        spacing_mm: isotropic voxel size, mm.
+
+    Returns:
+        A `drrgen.volume.Volume` (HU), centred on the LPS origin.
+    """
+    from drrgen.volume.volume import Volume
+
+    rng = np.random.default_rng([seed, 11])
+    k, j, i = np.mgrid[:n, :n, :n].astype(np.float32)
+    c = (n - 1) / 2
+    data = np.full((n, n, n), HU_AIR, np.float32)
+    data[(i - c) ** 2 + (j - c) ** 2 < (0.45 * n) ** 2] = HU_SOFT
+    for side in (-1, 1):  # two long bones along k, slightly tilted
+        x0 = c + side * n * rng.uniform(0.12, 0.2)
+        y0 = c + n * rng.uniform(-0.08, 0.08)
+        tilt = rng.uniform(-0.15, 0.15)
+        r = n * rng.uniform(0.07, 0.11)
+        d2 = (i - x0 - tilt * (k - c)) ** 2 + (j - y0) ** 2
+        data[d2 < r**2] = HU_CORTEX
+        data[d2 < (0.6 * r) ** 2] = HU_MARROW
+    for _ in range(3):  # carpal-like blobs
+        p = rng.uniform(0.25 * n, 0.75 * n, size=3)
+        r = n * rng.uniform(0.05, 0.09)
+        data[(i - p[0]) ** 2 + (j - p[1]) ** 2 + (k - p[2]) ** 2 < r**2] = HU_CORTEX
+    affine = np.diag([spacing_mm, spacing_mm, spacing_mm, 1.0])
+    affine[:3, 3] = -c * spacing_mm
+    return Volume(data, affine, f"toy-phantom-{seed}")
+
+
+def toy_views(volume, rng: np.random.Generator, n_views: int, size: int):
+    """Draw `n_views` C-arm views around `volume`'s centre, primary angles near 0/90/180/270."""
+    from drrgen.geometry.carm import carm_view
+
+    extent = float(np.max(volume.spacing * np.array(volume.shape_ijk)))
+    views = []
+    for _ in range(n_views):
+        primary = 90.0 * rng.integers(4) + rng.normal(0, 10)
+        sid, idd = rng.uniform(1000, 1100), rng.uniform(800, 1200)
+        pixel = extent * (sid + idd) / sid / (size * rng.uniform(0.8, 0.95))
+        views.append(
+            carm_view(
+                primary,
+                float(np.clip(rng.normal(0, 15), -40, 40)),
+                source_to_isocenter_mm=sid,
+                source_to_detector_mm=sid + idd,
+                pixel_mm=pixel,
+                shape=(size, size),
+                isocenter=volume.center,
+            )
+        )
+    return views
+
+
+def toy_sample(volume, rng: np.random.Generator, n_views: int, size: int, patch: int):
+    """Render one sample: (views (V, H, W), corr (P, N, N), geometry (V, 12), crop (2, 3))."""
+    from drrgen.correspondence import correspondence
+    from drrgen.projector import project
+
+    shape = np.array(volume.shape_ijk)
+    ext = np.maximum(4, (shape * rng.uniform(0.6, 1.0, size=3)).astype(int))
+    start = rng.integers(0, shape - ext + 1)
+    crop = volume.crop(start, start + ext)
+    views = toy_views(crop, rng, n_views, size)
+    mu = crop.to_mu()
+    images = np.stack([project(mu, v, threads=1) for v in views])
+    corr = correspondence(crop, views, patch=patch, threads=1)
+    geometry = np.stack([v.as_vector() for v in views])
+    return images, corr, geometry, np.stack([start, start + ext]).astype(np.int32)
+
+
+def write_toy_store(
+    path: str | Path,
+    *,
+    n_volumes: int = 3,
+    samples_per_volume: int = 8,
+    views: int = 2,
+    size: int = 64,
+    patch: int = 16,
+    block: int = 4,
+    seed: int = 0,
+    complete: bool = True,
+    unwritten_blocks: tuple[int, ...] = (),
+) -> Path:
+    """Write a small store with the arrays and attributes of the `drrgen build` contract.
+
+    Args:
+        path: store directory (created; must not exist).
+        n_volumes: phantoms (volume ids 0..n_volumes-1), each owning consecutive samples.
+        samples_per_volume: samples per phantom, a multiple of `block`.
+        views: V views per sample.
+        size: detector side in pixels.
+        patch: patch side in pixels (grid = size / patch).
+        block: samples per shard.
+        seed: seed of phantoms and views.
+        complete: value of the ``complete`` attribute.
+        unwritten_blocks: global block indices left unwritten (NaN / -1 fill), as an
+            interrupted build leaves them.
+
+    Returns:
+        The store path.
+    """
+    if samples_per_volume % block:
+        raise ValueError("samples_per_volume must be a multiple of block")
+    path = Path(path)
+    s, p, n = n_volumes * samples_per_volume, views * (views - 1) // 2, (size // patch) ** 2
+    group = zarr.open_group(str(path), mode="w-")
+    blosc = (BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),)
+    specs = {
+        "views": ((s, views, size, size), "float16", np.nan),
+        "corr": ((s, p, n, n), "float16", np.nan),
+        "geometry": ((s, views, 12), "float64", np.nan),
+        "crop": ((s, 2, 3), "int32", -1),
+        "volume_id": ((s,), "int32", -1),
+    }
+    arrays = {
+        name: group.create_array(
+            name,
+            shape=shape,
+            dtype=dtype,
+            chunks=(1, *shape[1:]),
+            shards=(block, *shape[1:]),
+            compressors=blosc,
+            fill_value=fill,
+        )
+        for name, (shape, dtype, fill) in specs.items()
+    }
+    table = []
+    for vid in range(n_volumes):
+        volume = toy_volume(seed * 1000 + vid)
+        table.append(
+            dict(
+                id=vid,
+                path=f"toy/phantom_{seed}_{vid}.nii.gz",
+                sha256=hashlib.sha256(f"toy-{seed}-{vid}".encode()).hexdigest(),
+                shape=list(volume.shape_ijk),
+                spacing=[float(x) for x in volume.spacing],
+            )
+        )
+        for b in range(samples_per_volume // block):
+            s0 = vid * samples_per_volume + b * block
+            if s0 // block in unwritten_blocks:
+                continue
+            rng = np.random.default_rng([seed, vid, b])
+            out = [toy_sample(volume, rng, views, size, patch) for _ in range(block)]
+            sl = slice(s0, s0 + block)
+            arrays["views"][sl] = np.stack([o[0] for o in out]).astype(np.float16)
+            arrays["corr"][sl] = np.stack([o[1] for o in out]).astype(np.float16)
+            arrays["geometry"][sl] = np.stack([o[2] for o in out])
+            arrays["crop"][sl] = np.stack([o[3] for o in out])
+            arrays["volume_id"][sl] = np.full(block, vid, np.int32)
+    group.attrs.update(
+        dict(
+            format="drrgen.pairs",
+            format_version=1,
+            params=dict(
+                samples_per_ct=samples_per_volume,
+                views=views,
+                size=size,
+                patch=patch,
+                seed=seed,
+                block=block,
+                toy=True,
+            ),
+            patch=patch,
+            size=size,
+            views=views,
+            block=block,
+            samples_per_ct=samples_per_volume,
+            volumes=table,
+            failed=[],
+            complete=bool(complete),
+        )
+    )
+    return path
+
+
+def build_toy_store(
+    path: str | Path,
+    ct_dir: str | Path,
+    *,
+    n_volumes: int = 3,
+    samples_per_volume: int = 8,
+    views: int = 2,
+    size: int = 64,
+    patch: int = 16,
+    block: int = 4,
+    seed: int = 0,
+) -> Path:
+    """Build a real store with `drrgen build` (in this process) from `toy_volume` phantoms.
+
+    The phantoms are written as NIfTI files into `ct_dir` (created), then
+    `drrgen.build.build` runs without Dask. Prefer this over `write_toy_store` whenever the
+    test is about reading what the builder writes.
+
+    Returns:
+        The store path.
+    """
+    from drrgen.build import BuildConfig, ClusterOptions, build
+    from drrgen.volume import write_ct
+
+    ct_dir = Path(ct_dir)
+    ct_dir.mkdir(parents=True, exist_ok=True)
+    for vid in range(n_volumes):
+        write_ct(toy_volume(seed * 1000 + vid), ct_dir / f"phantom_{vid:02d}.nii.gz")
+    cfg = BuildConfig(
+        samples_per_ct=samples_per_volume,
+        views=views,
+        size=size,
+        patch=patch,
+        block=block,
+        seed=seed,
+    )
+    summary = build(
+        ct_dir,
+        str(path),
+        cfg,
+        ClusterOptions(workers=0, threads=1),
+        progress=False,
+        echo=lambda _: None,
+    )
+    if not summary.complete:
+        raise RuntimeError(f"{path}: toy build incomplete: {summary.failed}")
+    return Path(path)
