@@ -74,7 +74,12 @@ def _read_image_file(path: Path) -> sitk.Image:
         reader.ReadImageInformation()
     except RuntimeError as e:
         raise CTReadError(path, f"unreadable header: {sitk_reason(e)}") from e
-    _check_image_header(path, reader.GetDimension(), reader.GetSize(), reader)
+    size = reader.GetSize()
+    if io_name == "GDCMImageIO" and (reader.GetDimension() < 3 or size[2] == 1):
+        raise CTReadError(
+            path, "a single DICOM slice, not a volume: pass the folder that holds the series"
+        )
+    _check_image_header(path, reader.GetDimension(), size, reader)
     if io_name == "NiftiImageIO":
         checks.check_nifti_payload(path)  # ITK pads truncated NIfTI data with zeros
     try:

@@ -99,3 +99,9 @@ def test_values_are_checked_for_series(tmp_path, ct_volume):
     write_dicom_series(air, tmp_path / "s")
     with pytest.raises(CTReadError, match="all-air"):
         read_ct(tmp_path / "s")
+
+
+def test_single_slice_file_points_to_the_folder(tmp_path, ct_volume):
+    files = write_dicom_series(ct_volume, tmp_path / "s")
+    with pytest.raises(CTReadError, match="single DICOM slice"):
+        read_ct(files[0])
