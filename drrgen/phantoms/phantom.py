@@ -81,6 +81,8 @@ def make_phantom(
         raise ValueError(
             f"phantom shape {shape} / spacing {spacing.tolist()}: need 3 axes >= 4 voxels"
         )
+    if int(seed) < 0:
+        raise ValueError(f"phantom seed must be >= 0, got {seed}")
     rng = np.random.default_rng([int(seed), KINDS.index(kind)])
     limb = LAYOUTS[kind](rng)
     fov = np.array(shape) * spacing

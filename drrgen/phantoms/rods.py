@@ -37,7 +37,8 @@ class Rod:
     bow_dir: np.ndarray = field(default_factory=lambda: np.array([1.0, 0.0, 0.0]))
 
     def transformed(self, rotation: np.ndarray, scale: float) -> Rod:
-        """The rod rotated by (3, 3) `rotation` about the origin and scaled by `scale`."""
+        """The rod mapped by the (3, 3) rotation (or mirror) `rotation` about the origin and
+        scaled by `scale`."""
         return Rod(
             scale * rotation @ np.asarray(self.a, float),
             scale * rotation @ np.asarray(self.b, float),
