@@ -6,7 +6,6 @@ import json
 import shlex
 from pathlib import Path
 
-import click
 import typer
 
 from drrgen.build.config import BuildConfig, SamplingConfig, load_config, with_overrides
@@ -37,8 +36,9 @@ _CONFIG_KEYS = {
 
 
 def _explicit(ctx: typer.Context, name: str) -> bool:
+    """True when option `name` was given (command line or environment), not defaulted."""
     source = ctx.get_parameter_source(name)
-    return source not in (None, click.core.ParameterSource.DEFAULT)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def _command_line(ctx: typer.Context) -> str:
@@ -48,7 +48,7 @@ def _command_line(ctx: typer.Context) -> str:
         if not _explicit(ctx, param.name):
             continue
         value = ctx.params[param.name]
-        if isinstance(param, click.Option) and param.is_flag:
+        if getattr(param, "is_flag", False):
             words.append(param.opts[0] if value else param.secondary_opts[0])
             continue
         values = value if isinstance(value, tuple) else (value,)

@@ -2,9 +2,9 @@
 
 Top row: the V views (display transform 1 - exp(-x) of the line integrals, bone bright). A
 patch of view 0 is boxed; in every other view its correspondences C_0j[a, :] are overlaid in
-orange and the epipolar line of the patch centre (the projection of the ray from view 0's
-source through that centre, from the stored geometry alone) is dashed: the highlighted
-patches must lie along it. Bottom row: sample facts, and the matrices C_0j with row a marked.
+orange, and the part of the ray through the box centre that crosses the crop is dashed (its
+projection, from the stored geometry and the volume's affine alone): the highlighted patches
+must lie along it. Bottom row: sample facts, and the matrices C_0j with row a marked.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from drrgen.geometry import View  # noqa: E402
 
@@ -40,16 +41,28 @@ def _display(drr: np.ndarray) -> np.ndarray:
     return 1.0 - np.exp(-np.asarray(drr, dtype=np.float32))
 
 
-def _epipolar(view0: View, view: View, rc, t_iso: float):
-    """Two (x, y) = (col, row) points in `view` on the projection of view 0's ray through
-    pixel `rc` (row, col), taken 30 % of the source-isocenter distance either side of it."""
+def _patch_ray(view0: View, rc) -> tuple[np.ndarray, np.ndarray]:
+    """(source, direction) mm of view 0's ray through pixel `rc` = (row, col)."""
     h, w = view0.shape
     r, c = rc
     pixel = view0.detector_center + (c - (w - 1) / 2) * view0.u + (r - (h - 1) / 2) * view0.v
-    ts = (t_iso * 0.7, t_iso * 1.3)
-    pts = np.array([view0.source + t * (pixel - view0.source) for t in ts])
-    rows_cols = view.project_points(pts)
-    return [(float(p[1]), float(p[0])) for p in rows_cols]
+    return view0.source, pixel - view0.source
+
+
+def _clip_to_box(origin, direction, affine, start, stop):
+    """The (2, 3) mm end points of the ray's part inside the voxel box [start, stop) (i, j, k),
+    or None when it misses the box."""
+    inv = np.linalg.inv(np.asarray(affine, dtype=np.float64))
+    o = inv[:3, :3] @ origin + inv[:3, 3]
+    d = inv[:3, :3] @ direction
+    lo, hi = np.asarray(start) - 0.5, np.asarray(stop) - 0.5
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t0, t1 = (lo - o) / d, (hi - o) / d
+    t_in = np.nanmax(np.minimum(t0, t1))
+    t_out = np.nanmin(np.maximum(t0, t1))
+    if not t_in < t_out:
+        return None
+    return np.array([origin + t * direction for t in (t_in, t_out)])
 
 
 def _read_sample(group, index: int) -> dict:
@@ -95,6 +108,11 @@ def show_sample(group, index: int, out, patch_index: int | None = None, dpi: int
     views = [View.from_vector(g, (h, w)) for g in s["geometry"]]
     pose = dict(zip(attrs["pose_fields"], s["pose"].T, strict=True))
 
+    volume = attrs["volumes"][s["volume_id"]]
+    ray = _patch_ray(views[0], (pr * patch + (patch - 1) / 2, pc * patch + (patch - 1) / 2))
+    segment = None
+    if volume.get("affine"):
+        segment = _clip_to_box(*ray, volume["affine"], *s["crop"])
     fig, axes = plt.subplots(2, v, figsize=(4.2 * v, 8.6), squeeze=False)
     for k in range(v):
         ax = axes[0, k]
@@ -121,14 +139,9 @@ def show_sample(group, index: int, out, patch_index: int | None = None, dpi: int
             rgba[..., :3] = OVERLAY_RGB
             rgba[..., 3] = 0.8 * np.clip(heat, 0, 1)
             ax.imshow(rgba)
-            t_iso = pose["source_to_isocenter_mm"][0] / pose["source_to_detector_mm"][0]
-            p0, p1 = _epipolar(
-                views[0],
-                views[k],
-                (pr * patch + (patch - 1) / 2, pc * patch + (patch - 1) / 2),
-                t_iso,
-            )
-            ax.axline(p0, p1, color="cyan", linestyle="--", linewidth=1)
+            if segment is not None:
+                (r0, c0), (r1, c1) = views[k].project_points(segment)
+                ax.plot([c0, c1], [r0, r1], color="cyan", linewidth=1.2, linestyle="--")
             ax.set_xlim(-0.5, w - 0.5)
             ax.set_ylim(h - 0.5, -0.5)
         ax.set_xticks([])
@@ -138,6 +151,8 @@ def show_sample(group, index: int, out, patch_index: int | None = None, dpi: int
         ax = axes[1, j]
         im = ax.imshow(rows[j - 1], cmap="magma", vmin=0, vmax=1, interpolation="nearest")
         ax.axhline(a, color="cyan", linewidth=0.8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"C_0{j}: row = patch of view 0, column = view {j}", fontsize=9)
         ax.set_xlabel(f"patch of view {j} (row-major)", fontsize=8)
         ax.set_ylabel("patch of view 0", fontsize=8)
@@ -158,7 +173,8 @@ def _facts(ax, attrs, s, index, a, rc, pose) -> None:
         f"sample {index}   volume [{vol['id']}] {vol['path']}",
         f"crop (i, j, k) {start.tolist()} .. {stop.tolist()}",
         f"patch {a} of view 0 = row {rc[0]}, col {rc[1]} (cyan box)",
-        "orange: C_0j[patch, :]   dashed: epipolar line",
+        "orange: C_0j[patch, :]",
+        "dashed: the ray through the box centre, inside the crop",
         "",
     ]
     for k in range(s["views"].shape[0]):

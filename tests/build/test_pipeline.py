@@ -130,17 +130,32 @@ def test_fsspec_url_store(reference, ct_dir, tmp_path):
     _assert_same(_arrays(tmp_path / "f.zarr"), _arrays(url))
 
 
-def test_local_cluster_one_and_two_workers_give_identical_stores(reference, ct_dir, tmp_path):
+def test_one_local_worker_and_two_external_workers_give_identical_stores(
+    reference, ct_dir, tmp_path
+):
+    """A LocalCluster started by `build` (1 worker), then a running scheduler (2 workers)."""
+    from distributed import LocalCluster
+
     url, cfg, _ = reference
-    for workers in (1, 2):
-        out = tmp_path / f"w{workers}.zarr"
+    out = tmp_path / "w1.zarr"
+    summary = build(
+        ct_dir, out, cfg, ClusterOptions(workers=1, threads=1), progress=False, echo=lambda s: None
+    )
+    assert summary.complete and "local Dask cluster, 1 workers" in summary.where
+    _assert_same(_arrays(out), _arrays(url))
+
+    env = {"NUMBA_NUM_THREADS": "1", "NUMBA_THREADING_LAYER": "omp"}
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, env=env, dashboard_address=None
+    ) as cluster:
+        out = tmp_path / "w2.zarr"
         summary = build(
             ct_dir,
             out,
             cfg,
-            ClusterOptions(workers=workers, threads=1),
+            ClusterOptions(scheduler=cluster.scheduler_address),
             progress=False,
             echo=lambda s: None,
         )
-        assert summary.complete and "local Dask cluster" in summary.where
-        _assert_same(_arrays(out), _arrays(url))
+    assert summary.complete and summary.where.startswith("Dask scheduler tcp://")
+    _assert_same(_arrays(out), _arrays(url))

@@ -1,0 +1,165 @@
+"""End-to-end speed of `drrgen build`: pairs/s for a 512-pair build of one 256^3 CT.
+
+Run: ``.venv/bin/python benchmarks/bench_build.py [--ct data/ct/cxr.nii.gz] [--pairs 512]``
+
+The CT (by default the embedded chest CT ``data/ct/cxr.nii.gz`` if present, else a 256^3 limb
+phantom) is resampled to 256^3 and written to a temporary folder (not timed). Then the real
+command runs as a subprocess, start-up included (interpreter, Dask cluster, Numba cache
+loads): ``drrgen build --size 256 --patch 16 --views 2 --samples-per-ct 512``. Reported:
+wall time and pairs/s (acceptance floor 25, target 58 on 2 cores), where the task time goes
+(read/prepare volume, view sampling, DRRs, correspondence, compression + writes; summed over
+workers, and per pair), the rest (start-up, scheduling), and the store's bytes per pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+ROOT = Path(__file__).resolve().parents[1]
+FLOOR, TARGET = 25.0, 58.0
+
+
+def prepare_ct(ct: Path | None, n: int, out: Path) -> str:
+    """Write a n^3 CT to `out` (resampled from `ct`, or a phantom). Returns a description."""
+    from drrgen.volume import read_ct, write_ct
+    from drrgen.volume.io import volume_to_image
+
+    if ct is None:
+        from drrgen.phantoms import make_phantom
+
+        vol = make_phantom(0, shape=(n, n, n), spacing_mm=(0.6, 0.6, 0.6))
+        write_ct(vol, out)
+        return f"limb phantom {n}^3 at 0.6 mm"
+    image = volume_to_image(read_ct(ct))
+    size = np.array(image.GetSize())
+    spacing = np.array(image.GetSpacing()) * size / n
+    resampled = sitk.Resample(
+        image,
+        [n] * 3,
+        sitk.Transform(),
+        sitk.sitkLinear,
+        image.GetOrigin(),
+        spacing.tolist(),
+        image.GetDirection(),
+        -1000.0,
+        sitk.sitkFloat32,
+    )
+    sitk.WriteImage(resampled, str(out), useCompression=True)
+    return f"{ct.name} {tuple(size.tolist())} resampled to {n}^3 ({spacing.round(3).tolist()} mm)"
+
+
+def run_build(ct_dir: Path, store: Path, args) -> tuple[float, str]:
+    """Run `drrgen build` in a subprocess; return (wall seconds, its stdout)."""
+    cmd = [
+        sys.executable,
+        "-c",
+        "from drrgen.cli import app; app()",
+        "build",
+        "--ct-dir",
+        str(ct_dir),
+        "--out",
+        str(store),
+        "--size",
+        str(args.size),
+        "--patch",
+        str(args.patch),
+        "--views",
+        "2",
+        "--samples-per-ct",
+        str(args.pairs),
+        "--block",
+        str(args.block),
+        "--no-progress",
+    ]
+    if args.workers is not None:
+        cmd += ["--workers", str(args.workers)]
+    if args.threads is not None:
+        cmd += ["--threads", str(args.threads)]
+    env = os.environ | {"NUMBA_THREADING_LAYER": "omp"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"drrgen build failed ({proc.returncode}):\n{proc.stderr}")
+    return wall, proc.stdout
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_ct = ROOT / "data" / "ct" / "cxr.nii.gz"
+    p.add_argument(
+        "--ct",
+        type=Path,
+        default=default_ct if default_ct.exists() else None,
+        help="CT to resample (default: data/ct/cxr.nii.gz, else a phantom)",
+    )
+    p.add_argument("--n", type=int, default=256, help="CT grid size after resampling")
+    p.add_argument("--pairs", type=int, default=512)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--patch", type=int, default=16)
+    p.add_argument("--block", type=int, default=32)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench_build_") as tmp:
+        tmp = Path(tmp)
+        (tmp / "ct").mkdir()
+        what = prepare_ct(args.ct, args.n, tmp / "ct" / "ct.nii.gz")
+        wall, out = run_build(tmp / "ct", tmp / "bench.zarr", args)
+        from drrgen.build.inspect import store_info
+
+        info = store_info(str(tmp / "bench.zarr"))
+    stored = sum(info["bytes"].values())
+    stages = dict(re.findall(r"(\w+) ([\d.]+) s", out.split("task time")[1].splitlines()[0]))
+    stages = {k: float(v) for k, v in stages.items()}
+    where = re.search(r"\((local Dask[^)]*|in this[^)]*|Dask sched[^)]*)\)", out)
+    pairs = args.pairs
+    print(f"CT: {what}")
+    print(
+        f"build: {pairs} pairs, {args.size}x{args.size}, patch {args.patch}, V=2, "
+        f"block {args.block}, {where.group(1) if where else '?'}, {os.cpu_count()} cores"
+    )
+    rate = pairs / wall
+    verdict = "OK" if rate >= FLOOR else "BELOW FLOOR"
+    print(
+        f"end to end (start-up included): {wall:.1f} s, {rate:.1f} pairs/s "
+        f"[floor {FLOOR:.0f}: {verdict}; target {TARGET:.0f}]"
+    )
+    busy = sum(stages.values())
+    print("task time, summed over workers (s, ms per pair, share):")
+    for name, label in [
+        ("read", "read/prepare volume"),
+        ("sample", "view sampling"),
+        ("drr", "DRRs"),
+        ("corr", "correspondence"),
+        ("write", "compression + writes"),
+    ]:
+        s = stages.get(name, 0.0)
+        print(f"  {label:<22} {s:7.2f} s  {1e3 * s / pairs:7.2f} ms  {100 * s / busy:5.1f} %")
+    print(f"  {'(sum)':<22} {busy:7.2f} s  {1e3 * busy / pairs:7.2f} ms")
+    print(
+        f"rest (interpreter + cluster start-up, scheduling, idle): {wall - busy / 2:.1f} s "
+        "of wall time beyond task time / 2 workers"
+        if "2 workers" in out
+        else ""
+    )
+    print(
+        f"store: {stored / 1e6:.1f} MB, {stored / pairs / 1e3:.1f} kB per pair "
+        f"(views {info['bytes']['views'] / pairs / 1e3:.1f} kB, "
+        f"corr {info['bytes']['corr'] / pairs / 1e3:.1f} kB)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+from pathlib import Path
+
+import pytest
+
+from drrgen.build.cluster import load_slurm_config, local_shape, slurm_cluster, worker_env
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_local_shape_never_oversubscribes_by_default():
+    assert local_shape(None, None, cores=8) == (8, 1)
+    assert local_shape(None, 2, cores=8) == (4, 2)
+    assert local_shape(2, None, cores=8) == (2, 4)
+    with pytest.warns(UserWarning, match="exceed the 2 cores"):
+        local_shape(2, 2, cores=2)
+
+
+def test_worker_env_sets_numba_threads_and_a_thread_safe_layer(monkeypatch):
+    monkeypatch.delenv("NUMBA_THREADING_LAYER", raising=False)
+    env = worker_env(3)
+    assert env["NUMBA_NUM_THREADS"] == "3" and env["NUMBA_THREADING_LAYER"] == "omp"
+
+
+def test_example_slurm_config_renders_a_job_script(tmp_path, monkeypatch):
+    pytest.importorskip("dask_jobqueue")
+    monkeypatch.chdir(tmp_path)  # the cluster creates its log folder here
+    config = load_slurm_config(ROOT / "pipelines" / "slurm" / "slurm.yaml")
+    assert config["jobs"] == 4
+    cluster = slurm_cluster(config)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert "#SBATCH -p cpu" in script and "#SBATCH --cpus-per-task=16" in script
+    assert "#SBATCH -t 04:00:00" in script
+    assert "export NUMBA_THREADING_LAYER=omp" in script
+    assert "export NUMBA_NUM_THREADS=1" in script
+    assert "--nthreads 1" in script and "--nworkers 16" in script
+    assert script.index("source $HOME/xmatch/.venv/bin/activate") < script.index("dask_worker")
+
+
+def test_bad_slurm_config_is_named(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("jobs: 2\n")
+    with pytest.raises(ValueError, match="s.yaml: needs a 'cluster:' mapping"):
+        load_slurm_config(path)
