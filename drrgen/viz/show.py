@@ -1,6 +1,7 @@
 """`show_sample`: one stored sample drawn so a user can check it by eye.
 
-Top row: the V views (display transform 1 - exp(-x) of the line integrals, bone bright). A
+Top row: the V views (display transform 1 - exp(-x / s) of the line integrals x, bone bright;
+s = 1 unless the anatomy is thick, see `display_scale`). A
 patch of view 0 is boxed; in every other view its correspondences C_0j[a, :] are overlaid in
 orange, and the part of the ray through the box centre that crosses the crop is dashed (its
 projection, from the stored geometry and the volume's affine alone): the highlighted patches
@@ -24,21 +25,38 @@ OVERLAY_RGB = (1.0, 0.45, 0.0)
 
 
 def pick_patch(rows: list[np.ndarray]) -> int:
-    """The patch of view 0 with the largest total correspondence to the other views.
+    """A patch of view 0 worth following: the strongest correspondence peak (summed over the
+    other views) among the central half of the patch grid (rim patches see grazing rays along
+    the crop's faces), or anywhere if the centre holds none.
 
     Args:
-        rows: the matrices C_0j, each (N, N).
+        rows: the matrices C_0j, each (N, N) with N = n * n patches.
 
     Returns:
         Patch index a (row-major) of view 0.
     """
-    score = sum(np.nan_to_num(np.asarray(c, dtype=np.float64)).sum(axis=1) for c in rows)
+    rows = [np.nan_to_num(np.asarray(c, dtype=np.float64)) for c in rows]
+    score = sum(c.max(axis=1) for c in rows) + 1e-6 * sum(c.sum(axis=1) for c in rows)
+    n = int(round(np.sqrt(score.size)))
+    r, c = np.divmod(np.arange(score.size), n)
+    central = (r >= n // 4) & (r < n - n // 4) & (c >= n // 4) & (c < n - n // 4)
+    if np.any(score[central] > 0):
+        score = np.where(central, score, -1.0)
     return int(np.argmax(score))
 
 
-def _display(drr: np.ndarray) -> np.ndarray:
+def display_scale(drrs: np.ndarray) -> float:
+    """The scale s of the display transform ``1 - exp(-x / s)``: 1 for thin anatomy, the
+    median line integral of the imaged area when it exceeds 1 (thick anatomy such as a chest
+    would otherwise saturate)."""
+    x = np.asarray(drrs, dtype=np.float32)
+    inside = x[x > 0.05]
+    return float(max(1.0, np.median(inside))) if inside.size else 1.0
+
+
+def _display(drr: np.ndarray, scale: float) -> np.ndarray:
     """Line integrals -> [0, 1] radiograph-like intensities (attenuation bright)."""
-    return 1.0 - np.exp(-np.asarray(drr, dtype=np.float32))
+    return 1.0 - np.exp(-np.asarray(drr, dtype=np.float32) / np.float32(scale))
 
 
 def _patch_ray(view0: View, rc) -> tuple[np.ndarray, np.ndarray]:
@@ -109,6 +127,7 @@ def show_sample(group, index: int, out, patch_index: int | None = None, dpi: int
     pose = dict(zip(attrs["pose_fields"], s["pose"].T, strict=True))
 
     volume = attrs["volumes"][s["volume_id"]]
+    scale = display_scale(s["views"])
     ray = _patch_ray(views[0], (pr * patch + (patch - 1) / 2, pc * patch + (patch - 1) / 2))
     segment = None
     if volume.get("affine"):
@@ -116,7 +135,7 @@ def show_sample(group, index: int, out, patch_index: int | None = None, dpi: int
     fig, axes = plt.subplots(2, v, figsize=(4.2 * v, 8.6), squeeze=False)
     for k in range(v):
         ax = axes[0, k]
-        ax.imshow(_display(s["views"][k]), cmap="gray", vmin=0, vmax=1)
+        ax.imshow(_display(s["views"][k], scale), cmap="gray", vmin=0, vmax=1)
         ax.set_title(
             f"view {k}: primary {pose['primary_deg'][k]:.0f}°, "
             f"tilt {pose['secondary_deg'][k]:+.0f}°",
@@ -146,7 +165,7 @@ def show_sample(group, index: int, out, patch_index: int | None = None, dpi: int
             ax.set_ylim(h - 0.5, -0.5)
         ax.set_xticks([])
         ax.set_yticks([])
-    _facts(axes[1, 0], attrs, s, index, a, (pr, pc), pose)
+    _facts(axes[1, 0], attrs, s, index, a, (pr, pc), pose, scale)
     for j in range(1, v):
         ax = axes[1, j]
         im = ax.imshow(rows[j - 1], cmap="magma", vmin=0, vmax=1, interpolation="nearest")
@@ -165,7 +184,7 @@ def show_sample(group, index: int, out, patch_index: int | None = None, dpi: int
     return out
 
 
-def _facts(ax, attrs, s, index, a, rc, pose) -> None:
+def _facts(ax, attrs, s, index, a, rc, pose, scale) -> None:
     """Text panel: where the sample comes from and how it was imaged."""
     vol = attrs["volumes"][s["volume_id"]]
     start, stop = s["crop"]
@@ -185,7 +204,8 @@ def _facts(ax, attrs, s, index, a, rc, pose) -> None:
         )
     lines += [
         "",
-        f"display: 1 - exp(-line integral); mu_water {attrs['mu_water']} 1/mm",
+        f"display: 1 - exp(-x / {scale:.2g}), x = line integral of mu",
+        f"mu_water {attrs['mu_water']} 1/mm",
         f"hu_air {attrs['hu_air']} HU, patch {attrs['patch']} px",
     ]
     ax.text(
