@@ -27,6 +27,7 @@ from drrgen.build.store import (
     StoreError,
     clear_store,
     create_store,
+    is_partial,
     open_store,
     store_is_empty,
     written_blocks,
@@ -196,7 +197,7 @@ def prepare_store(
                 f"{exc}. Refusing to write there (even with --overwrite): "
                 "choose an empty or new --out"
             ) from exc
-        if overwrite:
+        if overwrite or is_partial(group):
             clear_store(out, storage_options)
         else:
             attrs = dict(group.attrs)

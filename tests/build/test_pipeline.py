@@ -103,6 +103,18 @@ def test_changed_input_is_refused(reference, ct_dir, tmp_path):
         build(cts, out, cfg, IN_PROCESS, progress=False, echo=lambda s: None)
 
 
+def test_a_store_whose_creation_was_cut_short_is_recreated(reference, ct_dir, tmp_path):
+    url, cfg, _ = reference
+    out = tmp_path / "p.zarr"
+    build(ct_dir, out, cfg, IN_PROCESS, progress=False, echo=lambda s: None)
+    import shutil
+
+    shutil.rmtree(out / "volume_id")  # as if killed while creating the arrays
+    summary = build(ct_dir, out, cfg, IN_PROCESS, progress=False, echo=lambda s: None)
+    assert summary.complete and summary.present_before == 0
+    _assert_same(_arrays(out), _arrays(url))
+
+
 def test_never_overwrites_something_that_is_not_a_drrgen_store(ct_dir, tiny_cfg, tmp_path):
     target = tmp_path / "precious"
     target.mkdir()
