@@ -1,0 +1,169 @@
+"""`correspondence`: pair order, symmetry, known answers and the brute-force reference."""
+
+import numpy as np
+import pytest
+
+from drrgen.correspondence import correspondence
+from drrgen.correspondence.coarse import coarse_factors, coarse_volume
+from drrgen.geometry import carm_view
+from drrgen.projector import project
+from drrgen.volume.volume import Volume
+
+
+def _rotated_affine(spacing, centre, deg=25.0):
+    """(4, 4) affine of a grid rotated about z and x, anisotropic, voxel (0,0,0) at `centre`."""
+    a, b = np.deg2rad(deg), np.deg2rad(0.6 * deg)
+    rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    affine = np.eye(4)
+    affine[:3, :3] = rz @ rx @ np.diag(spacing)
+    affine[:3, 3] = centre
+    return affine
+
+
+def _blob_volume(shape=(30, 28, 26), seed=0):
+    """A tissue ellipsoid with a denser, noisy core, on a rotated anisotropic grid (HU)."""
+    nk, nj, ni = shape
+    k, j, i = np.mgrid[:nk, :nj, :ni].astype(np.float32)
+    r2 = ((i - ni / 2) / (0.4 * ni)) ** 2 + ((j - nj / 2) / (0.35 * nj)) ** 2
+    r2 = r2 + ((k - nk / 2) / (0.45 * nk)) ** 2
+    rng = np.random.default_rng(seed)
+    hu = np.where(r2 < 1, 40.0, -1000.0) + np.where(r2 < 0.3, 900.0, 0.0)
+    hu = (hu + rng.normal(0, 30, shape) * (r2 < 1)).astype(np.float32)
+    affine = _rotated_affine([2.0, 2.4, 2.8], [0, 0, 0])
+    affine[:3, 3] -= affine[:3, :3] @ ((np.array([ni, nj, nk]) - 1) / 2)  # centre at origin
+    return Volume(hu, affine, "blob")
+
+
+def _views(angles, shape=(64, 64), **kw):
+    kw = dict(source_to_isocenter_mm=500, source_to_detector_mm=800, pixel_mm=1.5) | kw
+    return [carm_view(p, s, shape=shape, **kw) for p, s in angles]
+
+
+def test_shape_pair_order_and_transpose():
+    vol = _blob_volume()
+    v0, v1, v2 = _views([(10, 5), (80, -10), (150, 20)])
+    c = correspondence(vol, [v0, v1, v2], patch=8)
+    assert c.shape == (3, 64, 64) and c.dtype == np.float32
+    assert np.all((c >= 0) & (c <= 1)) and np.allclose(c.max(axis=(1, 2)), 1.0)
+    # Same SID/SDD/pixels for every view: the coarse grid does not depend on the subset.
+    np.testing.assert_array_equal(c[0], correspondence(vol, [v0, v1], patch=8)[0])
+    np.testing.assert_array_equal(c[1], correspondence(vol, [v0, v2], patch=8)[0])
+    np.testing.assert_array_equal(c[2], correspondence(vol, [v1, v2], patch=8)[0])
+    np.testing.assert_array_equal(c[1].T, correspondence(vol, [v2, v0], patch=8)[0])
+    assert not np.array_equal(c[0], c[1])
+
+
+def test_thread_count_does_not_change_the_result():
+    vol = _blob_volume(seed=3)
+    views = _views([(0, 0), (70, 10)])
+    one = correspondence(vol, views, patch=8, threads=1)
+    two = correspondence(vol, views, patch=8, threads=2)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_identical_views_put_the_mass_on_the_diagonal():
+    vol = _blob_volume(seed=1)
+    view = _views([(20, 10)])[0]
+    c = correspondence(vol, [view, view], patch=8)[0]
+    np.testing.assert_array_equal(c, c.T)
+    rows = np.flatnonzero(c.max(axis=1) > 0)
+    assert len(rows) > 10
+    # w_a w_b <= max(w_a^2, w_b^2): no entry beats both diagonal entries of its row and column.
+    assert np.all(c <= np.maximum(np.diag(c)[:, None], np.diag(c)[None, :]) + 1e-7)
+    # The peak of every row sits on the diagonal or on a neighbouring patch.
+    peak = np.argmax(c[rows], axis=1)
+    assert np.all(np.abs(peak // 8 - rows // 8) <= 1) and np.all(np.abs(peak % 8 - rows % 8) <= 1)
+    assert np.mean(peak == rows) > 0.8
+    assert np.diag(c).sum() > 0.3 * c.sum(axis=1)[rows].sum() / 3
+
+
+def _single_voxel_ct(views, patch, coarse_index, shape=(24, 24, 24)):
+    """An all-air CT except one dense block that is exactly one coarse voxel; its centre (mm)."""
+    affine = _rotated_affine([1.5, 1.8, 2.1], [0, 0, 0], deg=15)
+    affine[:3, 3] -= affine[:3, :3] @ ((np.array(shape[::-1]) - 1) / 2)
+    vol = Volume(np.full(shape, -1000.0, np.float32), affine, "one voxel")
+    f = coarse_factors(vol, views, patch)
+    lo = np.asarray(coarse_index) * f
+    vol.data[lo[2] : lo[2] + f[2], lo[1] : lo[1] + f[1], lo[0] : lo[0] + f[0]] = 1500.0
+    centre = vol.index_to_world(lo + (f - 1) / 2.0)
+    grid = coarse_volume(vol, f)
+    assert np.count_nonzero(grid.data) == 1
+    return vol, centre
+
+
+def test_single_dense_voxel_gives_one_block_that_follows_the_projection():
+    views = _views([(15, 8), (100, -12)], shape=(96, 96))
+    peaks = []
+    for index in [(1, 1, 1), (2, 1, 1), (2, 3, 2)]:
+        vol, centre = _single_voxel_ct(views, 8, index)
+        c = correspondence(vol, views, patch=8)[0]
+        rows, cols = np.flatnonzero(c.max(1)), np.flatnonzero(c.max(0))
+        # One rank-1 block, within a 3x3 patch neighbourhood in each view.
+        np.testing.assert_allclose(c, np.outer(c.max(1), c.max(0)), rtol=1e-5, atol=1e-7)
+        for ids, view in ((rows, views[0]), (cols, views[1])):
+            assert np.ptp(ids // 12) <= 2 and np.ptp(ids % 12) <= 2
+            # Weighted centre of the footprint vs the pinhole projection of the blob centre,
+            # both in patch units (patch (R, C) centred on (R, C)).
+            w = c.max(1) if ids is rows else c.max(0)
+            rc = view.downsample(8).project_points(centre)
+            centroid = np.array(
+                [np.sum(w * (np.arange(144) // 12)), np.sum(w * (np.arange(144) % 12))]
+            )
+            np.testing.assert_allclose(centroid / w.sum(), rc, atol=0.3)
+            # The patch containing the projected centre is part of the block.
+            assert w[int(np.floor(rc[0] + 0.5)) * 12 + int(np.floor(rc[1] + 0.5))] > 0
+        peaks.append((np.argmax(c.max(1)), np.argmax(c.max(0))))
+    assert len(set(peaks)) == 3  # the block moved with the voxel
+
+
+def _brute_force(hu_volume, views, patch, hu_air=-300.0):
+    """The paper's definition, literally: project each one-voxel volume with `project`."""
+    grid = coarse_volume(hu_volume, coarse_factors(hu_volume, views, patch), hu_air)
+    n = (views[0].shape[0] // patch) * (views[0].shape[1] // patch)
+    pairs = [(i, j) for i in range(len(views)) for j in range(i + 1, len(views))]
+    best = np.zeros((len(pairs), n, n))
+    for idx in np.argwhere(grid.data > 0):
+        one = np.zeros_like(grid.data)
+        one[tuple(idx)] = grid.data[tuple(idx)]
+        one_voxel = Volume(one, grid.affine)
+        p = [project(one_voxel, v.downsample(patch)).ravel().astype(np.float64) for v in views]
+        for q, (i, j) in enumerate(pairs):
+            best[q] = np.maximum(best[q], np.outer(p[i], p[j]))
+    return best / best.max(axis=(1, 2), keepdims=True)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_agrees_with_brute_force_projection_of_one_voxel_volumes(seed):
+    rng = np.random.default_rng(seed)
+    vol = _blob_volume(shape=(16, 18, 14), seed=seed)
+    angles = [(rng.uniform(0, 360), rng.uniform(-25, 25)) for _ in range(3)]
+    views = _views(angles, shape=(48, 48), isocenter=rng.normal(0, 5, 3))
+    fast = correspondence(vol, views, patch=8)
+    slow = _brute_force(vol, views, 8)
+    assert np.count_nonzero(slow) > 100
+    # Float32 precision: the projector steps its rays in float32, so entries at the very
+    # edge of a tent (below 1e-5) may be zero on one side only.
+    np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-5)
+    assert np.array_equal(fast > 1e-4, slow > 1e-4)
+
+
+def test_all_air_gives_zeros():
+    vol = Volume(np.full((10, 10, 10), -1000.0, np.float32), np.diag([3.0, 3.0, 3.0, 1.0]))
+    c = correspondence(vol, _views([(0, 0), (90, 0)], shape=(32, 32)), patch=16)
+    assert c.shape == (1, 4, 4) and not c.any()
+
+
+@pytest.mark.parametrize(
+    "views, patch, message",
+    [
+        (_views([(0, 0)]), 8, "at least 2 views"),
+        (_views([(0, 0), (90, 0)], shape=(60, 64)), 8, "not divisible"),
+        (_views([(0, 0)]) + _views([(90, 0)], shape=(32, 32)), 8, "one detector shape"),
+    ],
+)
+def test_bad_views_raise_naming_the_volume(views, patch, message):
+    vol = _blob_volume(shape=(8, 8, 8))
+    with pytest.raises(ValueError, match=message) as err:
+        correspondence(vol, views, patch=patch)
+    assert "blob" in str(err.value)
