@@ -159,7 +159,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if len(args) != len(value):
             raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
         return tuple(
-            _coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value, strict=True))
+            _coerce(v, a, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
         )
     if origin is dict or tp is dict:
         if not isinstance(value, dict):

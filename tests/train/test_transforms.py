@@ -40,8 +40,9 @@ def test_display_is_windowed_monotone_and_robust():
     hot = li.copy()
     hot[0, 0] = 60.0  # one hot pixel does not change the window
     np.testing.assert_allclose(to_display(hot)[1:], img[1:], atol=0.02)
-    log = to_display(li, DisplayConfig(mode="log"))
-    assert log.min() == 0 and log.max() == 1
+    absorbed = to_display(li, DisplayConfig(mode="absorbed"))
+    assert absorbed.min() == 0 and absorbed.max() == 1
+    assert np.all(np.diff(absorbed.ravel()[order]) >= 0)
     with pytest.raises(ValueError, match="display mode"):
         to_display(li, DisplayConfig(mode="gamma"))
 

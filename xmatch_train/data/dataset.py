@@ -103,7 +103,9 @@ class PairStream(IterableDataset):
         first = metas[0]
         for meta in metas[1:]:
             if (meta.n_views, meta.image_shape, meta.grid) != (
-                first.n_views, first.image_shape, first.grid
+                first.n_views,
+                first.image_shape,
+                first.grid,
             ):
                 raise ValueError(
                     f"{meta.path}: views/images/grid {meta.n_views}, {meta.image_shape}, "

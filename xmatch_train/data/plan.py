@@ -121,14 +121,18 @@ def epoch_plan(
         raise ValueError("mode 'all' keeps uneven ranks; use 'drop' or 'wrap' with DDP")
     workers = max(1, num_workers)
     used = [s for s in shards if s.samples]
-    order = np.random.default_rng([seed, epoch]).permutation(len(used)) if shuffle else range(len(used))
+    order = (
+        np.random.default_rng([seed, epoch]).permutation(len(used)) if shuffle else range(len(used))
+    )
     ordered = [used[i] for i in order]
 
     def items(ss: list[Shard]) -> int:
         return sum(len(s.samples) for s in ss) * items_per_sample
 
-    layout = [[_deal(_deal(ordered, world_size, r), workers, w) for w in range(workers)]
-              for r in range(world_size)]
+    layout = [
+        [_deal(_deal(ordered, world_size, r), workers, w) for w in range(workers)]
+        for r in range(world_size)
+    ]
     mine = layout[rank]
     if mode == "all":
         return [WorkerPlan(tuple(ss), items(ss)) for ss in mine]

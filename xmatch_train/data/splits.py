@@ -58,7 +58,9 @@ def split_volumes(keys, val: float = 0.1, test: float = 0.2, seed: int = 0) -> V
         The `VolumeSplit`; train keeps at least one volume.
     """
     if not 0 <= val < 1 or not 0 <= test < 1 or val + test >= 1:
-        raise ValueError(f"split fractions must be in [0, 1) with val + test < 1, got {val}, {test}")
+        raise ValueError(
+            f"split fractions must be in [0, 1) with val + test < 1, got {val}, {test}"
+        )
     uniq = sorted(set(keys))
     n = len(uniq)
     if n == 0:

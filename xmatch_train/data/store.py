@@ -73,7 +73,9 @@ class StoreMeta:
     @property
     def shard_ranges(self) -> list[tuple[int, int]]:
         """[start, stop) sample ranges of the shards, in store order."""
-        return [(s, min(s + self.block, self.n_samples)) for s in range(0, self.n_samples, self.block)]
+        return [
+            (s, min(s + self.block, self.n_samples)) for s in range(0, self.n_samples, self.block)
+        ]
 
     def volume_key(self, vid: int) -> str:
         """A store-independent identity of CT `vid`: its sha256 when recorded, else its path."""
@@ -86,7 +88,9 @@ def open_group(path: str, storage_options: dict | None = None) -> zarr.Group:
     try:
         return zarr.open_group(path, mode="r", storage_options=storage_options)
     except Exception as err:  # zarr raises several types for "not there" / "not a group"
-        raise StoreError(f"{path}: cannot open as a Zarr group ({type(err).__name__}: {err})") from err
+        raise StoreError(
+            f"{path}: cannot open as a Zarr group ({type(err).__name__}: {err})"
+        ) from err
 
 
 def _check_arrays(group: zarr.Group, path: str) -> dict[str, zarr.Array]:

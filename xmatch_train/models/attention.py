@@ -189,18 +189,25 @@ class LoFTR(_MessagePassing):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x += attn(LN(x), LN(source)); x += MLP(LN(x))."""
+    """Pre-norm transformer block: x += attn(LN(x), LN(source)); x += MLP(LN(x)).
 
-    def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float = 0.0):
+    Args:
+        cross: a cross-attention block (its source gets its own LayerNorm).
+    """
+
+    def __init__(
+        self, dim: int, heads: int, mlp_dim: int, dropout: float = 0.0, cross: bool = False
+    ):
         super().__init__()
-        self.norm_q, self.norm_s = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.norm_q = nn.LayerNorm(dim)
+        self.norm_s = nn.LayerNorm(dim) if cross else None
         self.attn = MultiHeadAttention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, mlp_dim, dim, dropout)
 
     def forward(self, x, source, rope_x=None, rope_s=None):
         q = self.norm_q(x)
-        s = q if source is x else self.norm_s(source)
+        s = q if self.norm_s is None else self.norm_s(source)
         x = x + self.attn(q, s, rope_x, rope_s)
         return x + self.mlp(self.norm2(x))
 
@@ -213,7 +220,9 @@ class TransformerMP(_MessagePassing):
     ):
         super().__init__()
         self.kinds = _kinds(depth)
-        self.layers = nn.ModuleList(Block(dim, heads, mlp_dim, dropout) for _ in range(depth))
+        self.layers = nn.ModuleList(
+            Block(dim, heads, mlp_dim, dropout, cross=kind == "cross") for kind in self.kinds
+        )
 
 
 class JointTransformer(nn.Module):

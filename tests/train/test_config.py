@@ -1,0 +1,66 @@
+"""YAML configs with dotted overrides into typed dataclasses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xmatch_train.config import ConfigError, PretrainConfig, load_config, save_config
+
+PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
+
+
+@pytest.mark.parametrize("name", ["pretrain_cpu.yaml", "pretrain_gpu.yaml"])
+def test_shipped_configs_load(name):
+    cfg = load_config(PIPELINES / name)
+    assert isinstance(cfg, PretrainConfig) and cfg.data.stores
+
+
+def test_gpu_config_has_the_papers_settings():
+    cfg = load_config(PIPELINES / "pretrain_gpu.yaml")
+    m, o, d = cfg.model, cfg.optim, cfg.data
+    assert (m.name, m.backbone, m.backbone_index, m.width, m.depth, m.heads, m.mlp_dim) == (
+        "transformer",
+        "resnet50",
+        3,
+        512,
+        8,
+        8,
+        1024,
+    )
+    assert (o.lr, d.batch_size, d.image_size) == (1e-4, 16, 256)
+
+
+def test_overrides_types_and_round_trip(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("run_dir: r\nmodel: {name: cnn}\noptim: {lr: 0.01}\n")
+    cfg = load_config(
+        path,
+        [
+            "optim.lr=3e-4",
+            "model.depth=2",
+            "data.stores=[a.zarr, b.zarr]",
+            "data.augment.hflip=0.5",
+            "optim.betas=[0.8, 0.9]",
+            "train.steps=null",
+        ],
+    )
+    assert cfg.optim.lr == 3e-4 and cfg.model.depth == 2 and cfg.model.name == "cnn"
+    assert cfg.data.stores == ("a.zarr", "b.zarr") and cfg.data.augment.hflip == 0.5
+    assert cfg.optim.betas == (0.8, 0.9) and cfg.train.steps is None
+    save_config(cfg, tmp_path / "resolved.yaml")
+    assert load_config(tmp_path / "resolved.yaml") == cfg
+
+
+def test_errors_name_the_file_and_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("optim: {lr: 1e-4, momentum: 0.9}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.optim: unknown key\(s\) \['momentum'\]"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="train.steps: expected an integer"):
+        load_config(None, ["train.steps=many"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["train.steps"])
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml")
