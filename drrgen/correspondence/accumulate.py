@@ -9,16 +9,17 @@ from drrgen.correspondence.footprint import Footprints
 
 
 @njit(cache=True)
-def _invert(ptr, patch, weight, n_patch, inv_ptr, inv_vox, inv_weight):
+def _invert(start, count, patch, weight, n_patch, inv_start, inv_vox, inv_weight):
     """Counting sort of (voxel, patch, weight) entries by patch (stable: voxels ascending)."""
-    inv_ptr[:] = 0
-    for e in range(patch.shape[0]):
-        inv_ptr[patch[e] + 1] += 1
+    inv_start[:] = 0
+    for n in range(start.shape[0]):
+        for e in range(start[n], start[n] + count[n]):
+            inv_start[patch[e] + 1] += 1
     for a in range(n_patch):
-        inv_ptr[a + 1] += inv_ptr[a]
-    fill = inv_ptr[:-1].copy()
-    for n in range(ptr.shape[0] - 1):
-        for e in range(ptr[n], ptr[n + 1]):
+        inv_start[a + 1] += inv_start[a]
+    fill = inv_start[:-1].copy()
+    for n in range(start.shape[0]):
+        for e in range(start[n], start[n] + count[n]):
             a = patch[e]
             inv_vox[fill[a]] = n
             inv_weight[fill[a]] = weight[e]
@@ -26,24 +27,25 @@ def _invert(ptr, patch, weight, n_patch, inv_ptr, inv_vox, inv_weight):
 
 
 def invert(fp: Footprints, n_patch: int) -> Footprints:
-    """The same entries indexed by patch: ``ptr`` over patches, ``patch`` holds voxel ids.
+    """The same entries indexed by patch: entry runs per patch, holding voxel ids.
 
     Args:
         fp: per-voxel footprints of one view.
         n_patch: N, the number of patches of that view.
 
     Returns:
-        `Footprints` whose ``ptr`` has N + 1 entries and whose ``patch`` field holds voxel ids.
+        `Footprints` over patches (N runs): ``patch`` holds voxel ids, ascending per patch.
     """
-    inv_ptr = np.empty(n_patch + 1, dtype=np.int64)
-    inv_vox = np.empty(len(fp.patch), dtype=np.int32)
-    inv_weight = np.empty(len(fp.patch), dtype=np.float64)
-    _invert(fp.ptr, fp.patch, fp.weight, n_patch, inv_ptr, inv_vox, inv_weight)
-    return Footprints(inv_ptr, inv_vox, inv_weight)
+    nnz = int(fp.count.sum())
+    inv_start = np.empty(n_patch + 1, dtype=np.int64)
+    inv_vox = np.empty(nnz, dtype=np.int32)
+    inv_weight = np.empty(nnz, dtype=np.float64)
+    _invert(fp.start, fp.count, fp.patch, fp.weight, n_patch, inv_start, inv_vox, inv_weight)
+    return Footprints(inv_start[:-1], np.diff(inv_start), inv_vox, inv_weight)
 
 
 @njit(parallel=True, cache=True)
-def _pair_max(inv_ptr, inv_vox, inv_weight, ptr, patch, weight, out, row_max):
+def _pair_max(inv_start, inv_count, inv_vox, inv_weight, start, count, patch, weight, out, row_max):
     """out[a, b] = max over voxels of w_i(v, a) w_j(v, b); row_max[a] = max_b out[a, b].
 
     One prange task per row a: each thread owns whole rows of `out`, and max is exact in any
@@ -52,18 +54,17 @@ def _pair_max(inv_ptr, inv_vox, inv_weight, ptr, patch, weight, out, row_max):
     for a in prange(out.shape[0]):
         row = out[a]
         row[:] = 0.0
-        for e in range(inv_ptr[a], inv_ptr[a + 1]):
+        m = np.float32(0.0)
+        for e in range(inv_start[a], inv_start[a] + inv_count[a]):
             n = inv_vox[e]
             wa = inv_weight[e]
-            for f in range(ptr[n], ptr[n + 1]):
+            for f in range(start[n], start[n] + count[n]):
                 # max of float32-rounded products == float32 rounding of the max (monotone).
                 p = np.float32(wa * weight[f])
                 b = patch[f]
                 if p > row[b]:
                     row[b] = p
-        m = np.float32(0.0)
-        for b in range(row.shape[0]):
-            m = max(m, row[b])
+                m = max(m, p)  # the row's maximum is the largest product written to it
         row_max[a] = m
 
 
@@ -77,15 +78,9 @@ def pair_max(inv_first: Footprints, second: Footprints, out: np.ndarray) -> None
     """
     row_max = np.empty(out.shape[0], dtype=np.float32)
     _pair_max(
-        inv_first.ptr,
-        inv_first.patch,
-        inv_first.weight,
-        second.ptr,
-        second.patch,
-        second.weight,
-        out,
-        row_max,
-    )
+        inv_first.start, inv_first.count, inv_first.patch, inv_first.weight,
+        second.start, second.count, second.patch, second.weight, out, row_max,
+    )  # fmt: skip
     peak = row_max.max(initial=np.float32(0.0))
     if peak > 0:
         out /= peak

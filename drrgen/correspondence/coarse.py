@@ -6,9 +6,12 @@ A coarse voxel is about one detector patch wide at the isocenter (3/4 of a patch
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numba import njit, prange
 
+from drrgen.correspondence.vectors import norm3, unit_normal
 from drrgen.geometry.view import View
 from drrgen.volume.volume import Volume
 
@@ -30,16 +33,17 @@ def iso_patch_width_mm(volume: Volume, views: list[View], patch: int) -> float:
     and SDD the distance from the source to the detector plane (both mm).
     """
     widths = []
+    centre = volume.center
     for view in views:
-        n = view.normal
-        sid = float(np.dot(volume.center - view.source, n))
+        n = unit_normal(view)
+        sid = float(np.dot(centre - view.source, n))
         sdd = float(np.dot(view.detector_center - view.source, n))
         if sid <= 0 or sdd <= 0:
             raise ValueError(
                 f"{volume.source or 'volume'}: the volume centre or the detector lies behind "
                 f"a view's source (SID {sid:.1f} mm, SDD {sdd:.1f} mm)"
             )
-        pixel_mm = 0.5 * (np.linalg.norm(view.u) + np.linalg.norm(view.v))
+        pixel_mm = 0.5 * (norm3(view.u) + norm3(view.v))
         widths.append(patch * pixel_mm * sid / sdd)
     return float(np.mean(widths))
 
@@ -115,3 +119,29 @@ def coarse_volume(volume: Volume, factors, hu_air: float = -300.0) -> Volume:
     affine[:3, :3] = volume.affine[:3, :3] * f[None, :]
     affine[:3, 3] = volume.index_to_world((f - 1) / 2.0)
     return Volume(out, affine, f"{volume.source} (coarse x{f.tolist()})")
+
+
+@dataclass(frozen=True)
+class CoarseGrid:
+    """A coarse volume with its tissue voxels listed, as the footprint kernels want them.
+
+    Attributes:
+        volume: the coarse `Volume` (dimensionless block means).
+        vox: (n_vox, 3) int64 (i, j, k) indices of the voxels with value > 0, in C (k-j-i) order.
+        value: (n_vox,) float64 their values.
+        inv_affine: (4, 4) LPS mm -> coarse index.
+    """
+
+    volume: Volume
+    vox: np.ndarray
+    value: np.ndarray
+    inv_affine: np.ndarray
+
+
+def coarse_grid(volume: Volume, factors, hu_air: float = -300.0) -> CoarseGrid:
+    """`coarse_volume` plus the list of its non-air voxels (see `CoarseGrid`)."""
+    grid = coarse_volume(volume, factors, hu_air)
+    kji = np.argwhere(grid.data > 0)
+    vox = np.ascontiguousarray(kji[:, ::-1], dtype=np.int64)
+    value = grid.data[kji[:, 0], kji[:, 1], kji[:, 2]].astype(np.float64)
+    return CoarseGrid(grid, vox, value, np.linalg.inv(grid.affine))

@@ -7,6 +7,9 @@ v = (v_m, v_a, v_b) contributes on slice v_m only, where the ray sits at
 weight is ``max(0, 1 - |a - v_a|) * max(0, 1 - |b - v_b|)`` and the projector multiplies by
 the step length ``L = ||A d|| / |d_m|`` (mm). So the footprint of v on that ray is
 ``value_v * L * w_a * w_b``, exactly what projecting the one-voxel volume would give.
+
+All geometry here is in the coarse grid's index space: lines, planes and intersections are
+preserved by the affine map, so the pinhole projection can be computed there directly.
 """
 
 from __future__ import annotations
@@ -16,102 +19,129 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
+from drrgen.correspondence.coarse import CoarseGrid
 from drrgen.geometry.view import View
-from drrgen.volume.volume import Volume
 
 
 @dataclass(frozen=True)
 class Footprints:
-    """Per-voxel sparse footprints on one view's patch detector (CSR by voxel).
+    """Sparse footprints of voxels on one view's patch detector (or their inverse by patch).
 
     Attributes:
-        ptr: (n_vox + 1,) int64; voxel n owns entries ``ptr[n]:ptr[n + 1]``.
-        patch: (nnz,) int32 row-major patch index ``R * W_p + C``, ascending per voxel.
-        weight: (nnz,) float64 footprint value (dimensionless value x mm), all > 0.
+        start: (n,) int64; item n (a voxel, or a patch for `accumulate.invert`) owns entries
+            ``start[n] : start[n] + count[n]``.
+        count: (n,) int64 number of entries of item n.
+        patch: int32 entry ids: row-major patch index ``R * W_p + C`` (ascending per voxel),
+            or voxel ids for the inverse. Slots past an item's count are unused.
+        weight: float64 entry values (dimensionless value x mm), > 0 where used.
     """
 
-    ptr: np.ndarray
+    start: np.ndarray
+    count: np.ndarray
     patch: np.ndarray
     weight: np.ndarray
 
 
-def pinhole_matrix(view: View) -> np.ndarray:
-    """(3, 4) projective map from homogeneous LPS mm (x, y, z, 1) to (row w, col w, w).
-
-    ``w = (x - source) . n`` with n the unit detector normal (away from the source), so
-    ``w > 0`` exactly for points in front of the source; (row, col) are fractional pixel
-    coordinates as in `View.project_points` (pixel (r, c) centred on (r, c)).
-    """
-    s, d, u, v = view.source, view.detector_center, view.u, view.v
-    h, w = view.shape
-    n = view.normal
-    # Dual basis of (u, v) in the detector plane: e_u . u = 1, e_u . v = 0 (and vice versa).
-    e_u = np.cross(v, n) / np.dot(u, np.cross(v, n))
-    e_v = np.cross(n, u) / np.dot(v, np.cross(n, u))
-    depth = np.append(n, -np.dot(n, s))
-    sdd = np.dot(d - s, n)
-    # The hit point is s + (sdd / depth) (x - s); its (u, v) coordinates times depth are linear.
-    a = np.dot(s - d, e_u) * depth + sdd * np.append(e_u, -np.dot(e_u, s))
-    b = np.dot(s - d, e_v) * depth + sdd * np.append(e_v, -np.dot(e_v, s))
-    return np.stack([b + (h - 1) / 2.0 * depth, a + (w - 1) / 2.0 * depth, depth])
-
-
-@dataclass(frozen=True)
-class PatchRays:
-    """The patch-level rays of one view in a grid's index space.
-
-    Attributes:
-        source: (3,) source S in index units (i, j, k).
-        direction: (N, 3) d = Q - S per patch (row-major), index units.
-        axis: (N,) int64 dominant index axis m = argmax |d_c|.
-        step_mm: (N,) float64 L = ||A d|| / |d_m|, mm per unit step along m.
-        proj: (3, 4) index-space pinhole matrix (homogeneous (i, j, k, 1) -> (R w, C w, w)).
-        shape: patch detector shape (H_p, W_p).
-    """
-
-    source: np.ndarray
-    direction: np.ndarray
-    axis: np.ndarray
-    step_mm: np.ndarray
-    proj: np.ndarray
-    shape: tuple[int, int]
-
-
-def patch_rays(grid: Volume, view: View, patch: int) -> PatchRays:
-    """The rays from the source to the centres of ``view.downsample(patch)`` in `grid`'s indices."""
-    coarse_view = view.downsample(patch)
-    s = grid.world_to_index(coarse_view.source)
-    q = grid.world_to_index(coarse_view.pixel_centers().reshape(-1, 3))
-    d = q - s
-    axis = np.argmax(np.abs(d), axis=1)
-    dm = np.abs(d[np.arange(len(d)), axis])
-    step_mm = np.linalg.norm(d @ grid.affine[:3, :3].T, axis=1) / dm
-    proj = pinhole_matrix(coarse_view) @ grid.affine
-    return PatchRays(s, d, axis.astype(np.int64), step_mm, proj, coarse_view.shape)
+@njit(cache=True)
+def _cross(a, b):
+    return np.array(
+        [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    )
 
 
 @njit(cache=True)
-def _box(proj, vi, vj, vk, h, w):
-    """Patch rows/cols whose centres can see the cube [v - 1, v + 1]^3: (r0, r1, c0, c1) inclusive.
+def pinhole(s, det, du, dv, h, w):
+    """(3, 4) projective map (x, 1) -> (row w, col w, w) of an (h, w) detector.
+
+    Args:
+        s, det, du, dv: (3,) source, detector centre, column and row steps, in any affine frame
+            (LPS mm, or a grid's index space).
+        h, w: detector rows and columns.
+
+    ``w > 0`` exactly for points on the detector side of the source plane; (row, col) are
+    fractional pixel coordinates as in `View.project_points` (pixel (r, c) centred on (r, c)).
+    """
+    n = _cross(du, dv)
+    if np.dot(det - s, n) < 0:
+        n = -n
+    sdd = np.dot(det - s, n)
+    # Dual basis of (du, dv) in the detector plane: e_u . du = 1, e_u . dv = 0 (and vice versa).
+    e_u = _cross(dv, n) / np.dot(du, _cross(dv, n))
+    e_v = _cross(n, du) / np.dot(dv, _cross(n, du))
+    # The hit point is s + (sdd / depth) (x - s) with depth = (x - s) . n; its detector
+    # coordinates times depth are linear in x.
+    out = np.empty((3, 4))
+    for q, e, centre in ((0, e_v, (h - 1) / 2.0), (1, e_u, (w - 1) / 2.0)):
+        shift = np.dot(s - det, e)
+        for c in range(3):
+            out[q, c] = shift * n[c] + sdd * e[c] + centre * n[c]
+        out[q, 3] = -(shift + centre) * np.dot(n, s) - sdd * np.dot(e, s)
+    out[2, :3] = n
+    out[2, 3] = -np.dot(n, s)
+    return out
+
+
+def pinhole_matrix(view: View) -> np.ndarray:
+    """(3, 4) pinhole map of `view` from homogeneous LPS mm (x, y, z, 1) to (row w, col w, w)."""
+    h, w = view.shape
+    return pinhole(view.source, view.detector_center, view.u, view.v, h, w)
+
+
+@njit(cache=True)
+def _rays(s, det, du, dv, h, w, lin):
+    """Joseph slice form of the rays from s to every pixel centre (index space).
+
+    On slice ``x_m = k`` of its dominant axis m a ray sits at ``x_c = origin[c] + k slope[c]``
+    (for c = m: origin 0, slope 1, so x_m = k exactly). Returns origin, slope (n, 3); axis
+    (n,); k_range (n, 2) slices between source and pixel centre; step_mm (n,) = ||lin d|| / |d_m|.
+    """
+    n_rays = h * w
+    origin, slope = np.empty((n_rays, 3)), np.empty((n_rays, 3))
+    axis, k_range, step_mm = np.empty(n_rays, np.int64), np.empty((n_rays, 2)), np.empty(n_rays)
+    d = np.empty(3)
+    for r in range(h):
+        for c in range(w):
+            n = r * w + c
+            m = 0
+            for a in range(3):
+                d[a] = det[a] + (c - (w - 1) / 2.0) * du[a] + (r - (h - 1) / 2.0) * dv[a] - s[a]
+                # Strict '>' keeps the first of equal components, like np.argmax.
+                if abs(d[a]) > abs(d[m]):
+                    m = a
+            axis[n] = m
+            length2 = 0.0
+            for a in range(3):
+                slope[n, a] = d[a] / d[m]
+                origin[n, a] = s[a] - s[m] * slope[n, a]
+                mm = lin[a, 0] * d[0] + lin[a, 1] * d[1] + lin[a, 2] * d[2]
+                length2 += mm * mm
+            k_range[n, 0] = min(s[m], s[m] + d[m])
+            k_range[n, 1] = max(s[m], s[m] + d[m])
+            step_mm[n] = np.sqrt(length2) / abs(d[m])
+    return origin, slope, axis, k_range, step_mm
+
+
+@njit(cache=True)
+def _box(proj, i, j, k, h, w):
+    """Patches (r0, r1, c0, c1), inclusive, whose centres can see the cube [v - 1, v + 1]^3.
 
     A ray with a nonzero Joseph weight for v crosses slice v_m inside the square
-    |a - v_a| < 1, |b - v_b| < 1, so it passes through the cube; its patch centre projects
-    from a cube point and lies in the bounding box of the projected corners.
+    |x_a - v_a| < 1, |x_b - v_b| < 1, so it passes through the cube; its patch centre is the
+    projection of a cube point and lies in the bounding box of the projected corners.
     """
     rmin, rmax, cmin, cmax = np.inf, -np.inf, np.inf, -np.inf
-    for corner in range(8):
-        x = vi + (1.0 if corner & 1 else -1.0)
-        y = vj + (1.0 if corner & 2 else -1.0)
-        z = vk + (1.0 if corner & 4 else -1.0)
+    for q in range(8):
+        x = i + (1.0 if q & 1 else -1.0)
+        y = j + (1.0 if q & 2 else -1.0)
+        z = k + (1.0 if q & 4 else -1.0)
         den = proj[2, 0] * x + proj[2, 1] * y + proj[2, 2] * z + proj[2, 3]
         if den <= 0.0:
-            # The cube reaches behind the source: any patch may see it.
-            return 0, h - 1, 0, w - 1
+            return 0, h - 1, 0, w - 1  # the cube reaches behind the source: any patch may see it
         r = (proj[0, 0] * x + proj[0, 1] * y + proj[0, 2] * z + proj[0, 3]) / den
         c = (proj[1, 0] * x + proj[1, 1] * y + proj[1, 2] * z + proj[1, 3]) / den
         rmin, rmax = min(rmin, r), max(rmax, r)
         cmin, cmax = min(cmin, c), max(cmax, c)
-    # A small margin against rounding: the exact weight below rejects extra patches.
+    # A small margin against rounding: the exact weight rejects the extra patches.
     r0 = max(0, int(np.ceil(rmin - 1e-6)))
     r1 = min(h - 1, int(np.floor(rmax + 1e-6)))
     c0 = max(0, int(np.ceil(cmin - 1e-6)))
@@ -119,73 +149,69 @@ def _box(proj, vi, vj, vk, h, w):
     return r0, r1, c0, c1
 
 
-@njit(cache=True)
-def _weight(s, d, axis, step_mm, ray, vi, vj, vk):
-    """Joseph weight (mm) of unit voxel (vi, vj, vk) on patch ray `ray`; 0 if the ray misses it."""
-    m = axis[ray]
-    vm = vi if m == 0 else (vj if m == 1 else vk)
-    t = (vm - s[m]) / d[ray, m]
-    if t < 0.0 or t > 1.0:
-        return 0.0
-    # Bilinear tent on slice v_m along the two non-dominant axes (the dominant one is exact).
-    wgt = step_mm[ray]
-    if m != 0:
-        wgt *= max(0.0, 1.0 - abs(s[0] + t * d[ray, 0] - vi))
-    if m != 1:
-        wgt *= max(0.0, 1.0 - abs(s[1] + t * d[ray, 1] - vj))
-    if m != 2:
-        wgt *= max(0.0, 1.0 - abs(s[2] + t * d[ray, 2] - vk))
-    return wgt
-
-
 @njit(parallel=True, cache=True)
-def _count(vox, s, d, axis, step_mm, proj, h, w, counts):
-    """counts[n] = number of patches with a nonzero weight for voxel vox[n] (3,)."""
-    for n in prange(vox.shape[0]):
-        vi, vj, vk = float(vox[n, 0]), float(vox[n, 1]), float(vox[n, 2])
-        r0, r1, c0, c1 = _box(proj, vi, vj, vk, h, w)
-        k = 0
-        for r in range(r0, r1 + 1):
-            for c in range(c0, c1 + 1):
-                if _weight(s, d, axis, step_mm, r * w + c, vi, vj, vk) > 0.0:
-                    k += 1
-        counts[n] = k
+def _footprints(vox, value, s, det, du, dv, h, w, lin):
+    """Footprints of voxels vox (n, 3) with values (n,) on an (h, w) detector (index space).
 
-
-@njit(parallel=True, cache=True)
-def _fill(vox, value, s, d, axis, step_mm, proj, h, w, ptr, patch, weight):
-    """Write voxel n's (patch, value * weight) entries at ptr[n]:ptr[n + 1]."""
-    for n in prange(vox.shape[0]):
-        vi, vj, vk = float(vox[n, 0]), float(vox[n, 1]), float(vox[n, 2])
-        r0, r1, c0, c1 = _box(proj, vi, vj, vk, h, w)
-        k = ptr[n]
-        for r in range(r0, r1 + 1):
-            for c in range(c0, c1 + 1):
-                wgt = _weight(s, d, axis, step_mm, r * w + c, vi, vj, vk)
+    Returns start, count (n,) int64 and patch (capacity,) int32, weight (capacity,) float64.
+    """
+    origin, slope, axis, k_range, step_mm = _rays(s, det, du, dv, h, w, lin)
+    proj = pinhole(s, det, du, dv, h, w)
+    n_vox = vox.shape[0]
+    boxes = np.empty((n_vox, 4), np.int64)
+    size = np.empty(n_vox, np.int64)
+    # Pass 1: candidate boxes; their areas bound each voxel's entries (one slot per patch).
+    for n in prange(n_vox):
+        r0, r1, c0, c1 = _box(proj, vox[n, 0], vox[n, 1], vox[n, 2], h, w)
+        boxes[n, 0], boxes[n, 1], boxes[n, 2], boxes[n, 3] = r0, r1, c0, c1
+        size[n] = max(0, r1 - r0 + 1) * max(0, c1 - c0 + 1)
+    start = np.zeros(n_vox, np.int64)
+    for n in range(1, n_vox):
+        start[n] = start[n - 1] + size[n - 1]
+    capacity = start[n_vox - 1] + size[n_vox - 1] if n_vox else 0
+    count = np.empty(n_vox, np.int64)
+    patch = np.empty(capacity, np.int32)
+    weight = np.empty(capacity, np.float64)
+    # Pass 2: the exact Joseph weight on every patch of the box; keep the nonzero ones.
+    for n in prange(n_vox):
+        e = start[n]
+        for r in range(boxes[n, 0], boxes[n, 1] + 1):
+            for c in range(boxes[n, 2], boxes[n, 3] + 1):
+                ray = r * w + c
+                vm = float(vox[n, axis[ray]])
+                if vm < k_range[ray, 0] or vm > k_range[ray, 1]:
+                    continue  # slice v_m is not between the source and the patch centre
+                # Bilinear tents on slice v_m; along m itself the tent is exactly 1.
+                wgt = step_mm[ray] * value[n]
+                for a in range(3):
+                    wgt *= max(0.0, 1.0 - abs(origin[ray, a] + vm * slope[ray, a] - vox[n, a]))
                 if wgt > 0.0:
-                    patch[k] = r * w + c
-                    weight[k] = value[n] * wgt
-                    k += 1
+                    patch[e] = ray
+                    weight[e] = wgt
+                    e += 1
+        count[n] = e - start[n]
+    return start, count, patch, weight
 
 
-def footprints(vox: np.ndarray, value: np.ndarray, rays: PatchRays) -> Footprints:
-    """Sparse footprints of coarse voxels on one view's patch detector.
+def footprints(grid: CoarseGrid, view: View, patch: int) -> Footprints:
+    """Sparse footprints of a coarse grid's tissue voxels on ``view.downsample(patch)``.
+
+    The footprint of voxel v on the ray to patch centre Q is ``value_v * L * w_a * w_b``
+    (value x mm): what `project` gives for the volume that is zero except for v.
 
     Args:
-        vox: (n_vox, 3) int64 coarse voxel indices (i, j, k).
-        value: (n_vox,) float64 coarse values (> 0).
-        rays: the view's `PatchRays` in the same grid.
+        grid: the coarse grid and its tissue voxels (``grid.vox``, ``grid.value``).
+        view: the view (full-resolution detector); its shape must be divisible by `patch`.
+        patch: patch size in detector pixels.
 
     Returns:
-        `Footprints` with ``weight = value * L * w_a * w_b`` (value x mm) per nonzero patch.
+        `Footprints` of the voxels, in the order of ``grid.vox``.
     """
-    h, w = rays.shape
-    args = (rays.source, rays.direction, rays.axis, rays.step_mm, rays.proj, h, w)
-    counts = np.empty(len(vox), dtype=np.int64)
-    _count(vox, *args, counts)
-    ptr = np.zeros(len(vox) + 1, dtype=np.int64)
-    np.cumsum(counts, out=ptr[1:])
-    patch = np.empty(ptr[-1], dtype=np.int32)
-    weight = np.empty(ptr[-1], dtype=np.float64)
-    _fill(vox, value, *args, ptr, patch, weight)
-    return Footprints(ptr, patch, weight)
+    coarse_view = view.downsample(patch)
+    lin_inv, shift = grid.inv_affine[:3, :3], grid.inv_affine[:3, 3]
+    s = lin_inv @ coarse_view.source + shift
+    det = lin_inv @ coarse_view.detector_center + shift
+    du, dv = lin_inv @ coarse_view.u, lin_inv @ coarse_view.v
+    h, w = coarse_view.shape
+    lin = np.ascontiguousarray(grid.volume.affine[:3, :3])
+    return Footprints(*_footprints(grid.vox, grid.value, s, det, du, dv, h, w, lin))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from drrgen.correspondence.accumulate import invert, pair_max
-from drrgen.correspondence.coarse import coarse_factors, coarse_volume
-from drrgen.correspondence.footprint import Footprints, footprints, patch_rays
+from drrgen.correspondence.coarse import CoarseGrid, coarse_factors, coarse_grid
+from drrgen.correspondence.footprint import Footprints, footprints
 from drrgen.geometry.view import View
 from drrgen.runtime import numba_threads
 from drrgen.volume.volume import Volume
@@ -33,32 +33,29 @@ def _check_views(volume: Volume, views: list[View], patch: int) -> tuple[int, in
     return h, w
 
 
-def view_footprints(grid: Volume, views: list[View], patch: int) -> list[Footprints]:
-    """Sparse footprints of every non-air voxel of a coarse `grid` on each view's patch detector.
+def view_footprints(grid: CoarseGrid, views: list[View], patch: int) -> list[Footprints]:
+    """Sparse footprints of every non-air voxel of a coarse grid on each view's patch detector.
 
     Args:
-        grid: coarse volume (values > 0 are tissue), e.g. from `coarse_volume`.
+        grid: coarse grid with its tissue voxels (from `coarse_grid`).
         views: V views sharing one detector shape divisible by `patch`.
         patch: patch size in detector pixels.
 
     Returns:
-        V `Footprints`, all numbering the non-air voxels in the same (C, i.e. k-j-i) order.
+        V `Footprints`, all numbering the voxels as ``grid.vox`` does.
     """
-    kji = np.argwhere(grid.data > 0)
-    vox = np.ascontiguousarray(kji[:, ::-1], dtype=np.int64)  # (n_vox, 3) as (i, j, k)
-    value = grid.data[kji[:, 0], kji[:, 1], kji[:, 2]].astype(np.float64)
-    return [footprints(vox, value, patch_rays(grid, view, patch)) for view in views]
+    return [footprints(grid, view, patch) for view in views]
 
 
-def cached_coarse_volume(volume: Volume, factors: np.ndarray, hu_air: float) -> Volume:
-    """`coarse_volume`, memoised on the volume (like its projector layouts).
+def cached_coarse_grid(volume: Volume, factors: np.ndarray, hu_air: float) -> CoarseGrid:
+    """`coarse_grid`, memoised on the volume (like its projector layouts).
 
-    A dataset builder draws many view pairs per CT; views of similar geometry share the
+    A dataset builder may draw several view sets per CT; views of similar geometry share the
     block factors, so the one full pass over the fine volume is paid once per CT.
     """
     key = ("correspondence.coarse", tuple(int(f) for f in factors), float(hu_air))
     if key not in volume._cache:
-        volume._cache[key] = coarse_volume(volume, factors, hu_air)
+        volume._cache[key] = coarse_grid(volume, factors, hu_air)
     return volume._cache[key]
 
 
@@ -90,7 +87,7 @@ def correspondence(
     pairs = [(i, j) for i in range(len(views)) for j in range(i + 1, len(views))]
     out = np.empty((len(pairs), n_patch, n_patch), dtype=np.float32)
     with numba_threads(threads):
-        grid = cached_coarse_volume(volume, coarse_factors(volume, views, patch), hu_air)
+        grid = cached_coarse_grid(volume, coarse_factors(volume, views, patch), hu_air)
         fps = view_footprints(grid, views, patch)
         inverted = [invert(fp, n_patch) for fp in fps[:-1]]
         for p, (i, j) in enumerate(pairs):
