@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from xmatch_train.data.batch import BatchTransform
 from xmatch_train.metrics import CorrespondenceMetrics, MetricConfig
 
 if TYPE_CHECKING:  # a runtime import would be circular (the training loop imports us)
@@ -15,20 +16,23 @@ if TYPE_CHECKING:  # a runtime import would be circular (the training loop impor
 
 @torch.no_grad()
 def predict(
-    model: torch.nn.Module, batches: Iterable[dict], rt: Runtime, max_batches: int | None = None
+    model: torch.nn.Module,
+    batches: Iterable[dict],
+    rt: Runtime,
+    transform: BatchTransform,
+    max_batches: int | None = None,
 ) -> Iterator[tuple[dict, torch.Tensor]]:
-    """Yield (batch, predicted corr (B, N, N) float32 on CPU) in evaluation mode."""
+    """Yield (prepared batch on the device, predicted corr (B, N, N) float32) in eval mode."""
     was_training = model.training
     model.eval()
     try:
-        for i, batch in enumerate(batches):
+        for i, raw in enumerate(batches):
             if max_batches is not None and i >= max_batches:
                 break
-            v0 = batch["view0"].to(rt.device, non_blocking=True)
-            v1 = batch["view1"].to(rt.device, non_blocking=True)
+            batch = transform(raw, rt.device)
             with rt.autocast():
-                pred = model(v0, v1)["corr"]
-            yield batch, pred.float().cpu()
+                pred = model(batch["view0"], batch["view1"])["corr"]
+            yield batch, pred.float()
     finally:
         model.train(was_training)
 
@@ -37,11 +41,12 @@ def evaluate(
     model: torch.nn.Module,
     batches: Iterable[dict],
     rt: Runtime,
+    transform: BatchTransform,
     cfg: MetricConfig = MetricConfig(),
     max_batches: int | None = None,
 ) -> dict:
     """Metrics of `model` on `batches` (see `xmatch_train.metrics`)."""
     metrics = CorrespondenceMetrics(cfg)
-    for batch, pred in predict(model, batches, rt, max_batches):
+    for batch, pred in predict(model, batches, rt, transform, max_batches):
         metrics.update(pred, batch["corr_0to1"])
     return metrics.compute()

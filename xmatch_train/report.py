@@ -12,6 +12,7 @@ import torch
 
 from xmatch_train.config import PretrainConfig, load_config
 from xmatch_train.data import (
+    BatchTransform,
     PairStream,
     StreamOptions,
     load_split,
@@ -139,20 +140,19 @@ def evaluate_runs(
             mode="all",
             buffer=cfg.data.buffer,
             shuffle=True,
-            image_size=cfg.data.image_size,
-            display=cfg.data.display,
         )
         stream = PairStream(metas, masks, options, num_workers=workers)
+        transform = BatchTransform(cfg.data.display, cfg.data.image_size)
         metrics = CorrespondenceMetrics(cfg.metrics)
         shown = 0
-        for batch, pred in predict(model, make_loader(stream), rt, max_batches):
+        for batch, pred in predict(model, make_loader(stream), rt, transform, max_batches):
             metrics.update(pred, batch["corr_0to1"])
             for b in range(min(figures - shown, pred.shape[0])):
                 plot_pair(
-                    batch["view0"][b, 0].numpy(),
-                    batch["view1"][b, 0].numpy(),
-                    batch["corr_0to1"][b].numpy(),
-                    pred[b].numpy(),
+                    batch["view0"][b, 0].cpu().numpy(),
+                    batch["view1"][b, 0].cpu().numpy(),
+                    batch["corr_0to1"][b].cpu().numpy(),
+                    pred[b].cpu().numpy(),
                     stream.grid,
                     out / name / f"sample_{shown}.png",
                     cfg.metrics.gt_threshold,

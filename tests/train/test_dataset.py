@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 import zarr
 
 from xmatch_train.data import (
     AugmentConfig,
+    BatchTransform,
+    DisplayConfig,
     PairStream,
     StreamOptions,
     load_split,
@@ -18,6 +21,7 @@ from xmatch_train.data import (
     split_volumes,
     to_display,
 )
+from xmatch_train.data.transforms import downsample, photometric
 
 
 def stream(path, *, keys=None, world=1, rank=0, workers=0, **kw):
@@ -60,7 +64,8 @@ def test_resume_skips_exactly_the_consumed_batches(store, workers, skip):
     assert len(tail) == 12 - skip
     for a, b in zip(full[skip:], tail, strict=True):
         assert a["index"].tolist() == b["index"].tolist()
-        assert (a["view0"] == b["view0"]).all() and (a["corr_0to1"] == b["corr_0to1"]).all()
+        assert (a["drr0"] == b["drr0"]).all() and (a["corr_0to1"] == b["corr_0to1"]).all()
+        assert (a["photo1"] == b["photo1"]).all()
 
 
 def test_one_read_per_shard(store, monkeypatch):
@@ -82,14 +87,17 @@ def test_evaluation_yields_every_pair_with_the_stored_matrix(store3):
     corr, views = group["corr"][:], group["views"][:]
     ds = stream(store3, batch_size=3, train=False, mode="all", shuffle=False, buffer=0)
     seen = []
-    for batch in make_loader(ds):
+    for raw in make_loader(ds):
+        batch = BatchTransform()(raw)
+        assert batch["view0"].dtype == torch.float32 and batch["corr_0to1"].dtype == torch.float32
         for b in range(len(batch["index"])):
             s, (i, j) = int(batch["index"][b]), batch["pair"][b].tolist()
             p = [(0, 1), (0, 2), (1, 2)].index((i, j))
-            np.testing.assert_array_equal(
-                batch["corr_0to1"][b].numpy(), corr[s, p].astype(np.float32)
+            np.testing.assert_array_equal(raw["corr_0to1"][b].numpy(), corr[s, p])
+            np.testing.assert_array_equal(raw["drr1"][b, 0].numpy(), views[s, j])
+            np.testing.assert_allclose(
+                batch["view0"][b, 0].numpy(), to_display(views[s, i]), atol=1e-5
             )
-            np.testing.assert_allclose(batch["view0"][b, 0].numpy(), to_display(views[s, i]))
             np.testing.assert_array_equal(batch["geometry1"][b].numpy(), group["geometry"][s, j])
             seen.append((s, i, j))
     assert sorted(seen) == [(s, i, j) for s in range(8) for i, j in [(0, 1), (0, 2), (1, 2)]]
@@ -113,12 +121,18 @@ def test_training_pairs_are_ordered_at_random_and_transposed(store3):
     assert orders == {True, False}
 
 
-def test_images_are_downsampled_to_image_size(store):
-    ds = stream(store, batch_size=4, image_size=32)
-    batch = next(iter(make_loader(ds)))
+def test_batch_transform_windows_augments_and_downsamples(store):
+    ds = stream(store, batch_size=4, augment=AugmentConfig(contrast=0.5, invert=0.5))
+    raw = next(iter(make_loader(ds)))
+    assert raw["drr0"].dtype == torch.float16 and raw["photo0"].shape == (4, 3)
+    batch = BatchTransform(DisplayConfig(mode="absorbed"), image_size=32)(raw)
     assert batch["view0"].shape == (4, 1, 32, 32) and batch["corr_0to1"].shape == (4, 16, 16)
+    for b in range(4):
+        ref = to_display(raw["drr0"][b, 0].numpy(), DisplayConfig(mode="absorbed"))
+        ref = photometric(downsample(ref, 2), raw["photo0"][b].numpy())
+        np.testing.assert_allclose(batch["view0"][b, 0].numpy(), ref, atol=1e-5)
     with pytest.raises(ValueError, match="image_size"):
-        stream(store, image_size=48)
+        BatchTransform(image_size=48)(raw)
 
 
 def test_split_is_by_volume_and_round_trips(store, tmp_path):

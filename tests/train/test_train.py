@@ -13,7 +13,14 @@ from typer.testing import CliRunner
 
 from xmatch_train.cli import app
 from xmatch_train.config import load_config
-from xmatch_train.data import PairStream, StreamOptions, make_loader, read_meta, sample_mask
+from xmatch_train.data import (
+    BatchTransform,
+    PairStream,
+    StreamOptions,
+    make_loader,
+    read_meta,
+    sample_mask,
+)
 from xmatch_train.models import ModelConfig, build_model, correspondence_loss
 from xmatch_train.testing import write_toy_store
 from xmatch_train.train import cosine_schedule, load_checkpoint, pretrain
@@ -67,7 +74,8 @@ def test_a_tiny_model_overfits_a_few_pairs(store, one_thread):
     torch.manual_seed(0)
     meta = read_meta(store)
     options = StreamOptions(batch_size=4, train=False, mode="all", shuffle=False, buffer=0)
-    batch = next(iter(make_loader(PairStream([meta], [sample_mask(meta, None)], options))))
+    raw = next(iter(make_loader(PairStream([meta], [sample_mask(meta, None)], options))))
+    batch = BatchTransform()(raw)
     model = build_model(ModelConfig(**{**TINY_MODEL, "width": 64, "mlp_dim": 128}))
     opt = torch.optim.Adam(model.parameters(), 3e-3)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_schedule(200, 10))

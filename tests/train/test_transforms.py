@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 import zarr
 
 from drrgen.correspondence import correspondence
@@ -23,7 +24,9 @@ from xmatch_train.data import (
     sample_mask,
     to_display,
 )
-from xmatch_train.data.transforms import DisplayConfig, downsample
+from xmatch_train.data.batch import display
+from xmatch_train.data.batch import photometric as torch_photometric
+from xmatch_train.data.transforms import DisplayConfig, downsample, draw_photometric
 from xmatch_train.testing import toy_volume
 
 OPS = [GridOp(h, v, r) for h, v, r in itertools.product([False, True], [False, True], range(4))]
@@ -47,14 +50,31 @@ def test_display_is_windowed_monotone_and_robust():
         to_display(li, DisplayConfig(mode="gamma"))
 
 
-def test_photometric_stays_in_range_and_inverts():
+def test_photometric_draws_stay_in_range_and_match_the_batch_version():
     img = np.linspace(0, 1, 100, dtype=np.float32).reshape(10, 10)
     rng = np.random.default_rng(1)
-    out = photometric(img, rng, AugmentConfig(brightness=0.3, contrast=0.5))
+    params = draw_photometric(rng, AugmentConfig(brightness=0.3, contrast=0.5))
+    assert params[2] == 0 and params.tolist() != [1.0, 0.0, 0.0]
+    out = photometric(img, params)
     assert out.min() >= 0 and out.max() <= 1 and not np.allclose(out, img)
-    inv = photometric(img, rng, AugmentConfig(invert=1.0))
-    np.testing.assert_allclose(inv, 1 - img)
+    inv = draw_photometric(rng, AugmentConfig(invert=1.0))
+    np.testing.assert_allclose(photometric(img, inv), 1 - img)
+    both = torch_photometric(
+        torch.from_numpy(np.stack([img, img])[:, None]), torch.from_numpy(np.stack([params, inv]))
+    )
+    np.testing.assert_allclose(both[0, 0].numpy(), out, atol=1e-6)
+    np.testing.assert_allclose(both[1, 0].numpy(), 1 - img, atol=1e-6)
     np.testing.assert_array_equal(downsample(img, 2)[0, 0], img[:2, :2].mean())
+
+
+def test_batch_display_matches_the_numpy_reference():
+    rng = np.random.default_rng(2)
+    li = rng.gamma(2.0, 0.5, size=(3, 1, 64, 64)).astype(np.float16)
+    for mode in ("log", "absorbed"):
+        cfg = DisplayConfig(mode=mode)
+        got = display(torch.from_numpy(li), cfg).numpy()
+        for b in range(3):
+            np.testing.assert_allclose(got[b, 0], to_display(li[b, 0], cfg), atol=1e-5)
 
 
 @pytest.mark.parametrize("op", OPS, ids=str)
@@ -125,6 +145,4 @@ def test_stream_applies_flips_consistently(store):
         c = group["corr"][s, 0].astype(np.float32)
         c = c.T if i > j else c
         np.testing.assert_array_equal(batch["corr_0to1"][b].numpy(), c[perm][:, perm])
-        np.testing.assert_allclose(
-            batch["view0"][b, 0].numpy(), to_display(group["views"][s, i])[:, ::-1]
-        )
+        np.testing.assert_array_equal(batch["drr0"][b, 0].numpy(), group["views"][s, i][:, ::-1])

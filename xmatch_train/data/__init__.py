@@ -1,5 +1,6 @@
 """Streaming view pairs and correspondence matrices from `drrgen build` stores."""
 
+from xmatch_train.data.batch import BatchTransform
 from xmatch_train.data.dataset import PairStream, StreamOptions, build_shards, make_loader
 from xmatch_train.data.plan import Shard, WorkerPlan, epoch_plan, shuffle_order, worker_skips
 from xmatch_train.data.splits import (
@@ -14,12 +15,14 @@ from xmatch_train.data.transforms import (
     AugmentConfig,
     DisplayConfig,
     GridOp,
+    draw_photometric,
     photometric,
     to_display,
 )
 
 __all__ = [
     "AugmentConfig",
+    "BatchTransform",
     "DisplayConfig",
     "GridOp",
     "PairStream",
@@ -30,6 +33,7 @@ __all__ = [
     "VolumeSplit",
     "WorkerPlan",
     "build_shards",
+    "draw_photometric",
     "epoch_plan",
     "load_split",
     "make_loader",

@@ -1,6 +1,7 @@
 """From stored line integrals to network inputs, and augmentations that keep C consistent.
 
-Display transform (`to_display`), per view:
+Display transform, per view (`to_display` here in numpy as the reference; the training path
+runs the same arithmetic batch-wise in torch on the device, see `xmatch_train.data.batch`):
     1. ``I = L`` (default ``mode="log"``): the dimensionless line integral of mu is already
        the log of the attenuation, ``L = -log(I_detector / I_0)``, i.e. what a radiograph shows
        after the detector's log conversion: air 0, bone bright, contrast linear in thickness.
@@ -10,14 +11,15 @@ Display transform (`to_display`), per view:
        ``p_hi`` percentiles (default 0.5 and 99.5) of the image, estimated on a strided
        subsample of pixels (exact enough, and 16x cheaper than on every pixel).
 
-Photometric augmentations (the paper's): brightness shift, contrast scaling about 0.5 and
-inversion ``I -> 1 - I``, each drawn independently per view; images stay in [0, 1].
+Photometric augmentations (the paper's): contrast scaling about 0.5, brightness shift and
+inversion ``I -> 1 - I``, drawn per view in the DataLoader worker (`draw_photometric`, three
+numbers) and applied after the display transform; images stay in [0, 1].
 
-Geometric augmentations (flips and 90-degree rotations of one view) move patches, so the same
-operation is applied to the patch-index grid and the resulting permutation is applied to the
-rows (view 0) or the columns (view 1) of C. The view's geometry vector is transformed to the
-one of the flipped/rotated detector, so it still describes the image exactly (a horizontal flip
-is the view with ``u -> -u``).
+Geometric augmentations (flips and 90-degree rotations of one view, applied in the worker)
+move patches, so the same operation is applied to the patch-index grid and the resulting
+permutation is applied to the rows (view 0) or the columns (view 1) of C. The view's geometry
+vector is transformed to the one of the flipped/rotated detector, so it still describes the
+image exactly (a horizontal flip is the view with ``u -> -u``).
 """
 
 from __future__ import annotations
@@ -97,16 +99,22 @@ def downsample(image: np.ndarray, factor: int) -> np.ndarray:
     return image.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
 
 
-def photometric(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
-    """Brightness, contrast and inversion of a (H, W) image in [0, 1]; returns float32."""
+IDENTITY_PHOTOMETRIC = np.array([1.0, 0.0, 0.0], dtype=np.float32)
+
+
+def draw_photometric(rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+    """(3,) float32 (contrast factor, brightness shift, invert 0/1) for one view."""
     c = rng.uniform(1 - cfg.contrast, 1 + cfg.contrast) if cfg.contrast else 1.0
     b = rng.uniform(-cfg.brightness, cfg.brightness) if cfg.brightness else 0.0
-    inv = cfg.invert > 0 and rng.random() < cfg.invert
-    if c != 1.0 or b != 0.0:
-        image = np.clip((image - 0.5) * np.float32(c) + np.float32(0.5 + b), 0.0, 1.0)
-    if inv:
-        image = 1.0 - image
-    return image.astype(np.float32, copy=False)
+    inv = 1.0 if cfg.invert > 0 and rng.random() < cfg.invert else 0.0
+    return np.array([c, b, inv], dtype=np.float32)
+
+
+def photometric(image: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """Apply `draw_photometric` parameters to a (H, W) image in [0, 1] (numpy reference)."""
+    c, b, inv = (float(x) for x in params)
+    out = np.clip((image - 0.5) * np.float32(c) + np.float32(0.5 + b), 0.0, 1.0)
+    return (1.0 - out if inv else out).astype(np.float32)
 
 
 @dataclass(frozen=True)

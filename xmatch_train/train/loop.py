@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from xmatch_train.config import PretrainConfig, save_config, to_dict
 from xmatch_train.data import (
+    BatchTransform,
     PairStream,
     StreamOptions,
     VolumeSplit,
@@ -94,9 +95,8 @@ def make_stream(
         mode=d.mode if train else "all",
         buffer=d.buffer,
         shuffle=True,
-        image_size=d.image_size,
-        display=d.display,
         augment=d.augment,
+        geometry=False,
     )
     masks = [sample_mask(m, keys) for m in metas]
     world, rank = (rt.world_size, rt.rank) if (train and rt is not None) else (1, 0)
@@ -159,6 +159,8 @@ def _pretrain(cfg: PretrainConfig, rt: dist.Runtime) -> Path:
     else:
         d = cfg.data
         split = split_volumes(volume_keys(metas), d.val_fraction, d.test_fraction, d.split_seed)
+    transform = BatchTransform(cfg.data.display, cfg.data.image_size)
+    transform.factor(metas[0].image_shape)  # fail early on an image size that does not fit
     train_stream = make_stream(cfg, metas, split.keys("train"), rt, train=True)
     val_stream = make_stream(cfg, metas, split.keys("val"), None, False) if split.val else None
     steps = t.steps or t.epochs * train_stream.batches_per_epoch(0)
@@ -228,7 +230,8 @@ def _pretrain(cfg: PretrainConfig, rt: dist.Runtime) -> Path:
 
     def validate() -> dict:
         val_stream.set_epoch(0)  # the same fixed random subset every time
-        metrics = evaluate(raw_model, make_loader(val_stream), rt, cfg.metrics, t.val_batches)
+        loader = make_loader(val_stream)
+        metrics = evaluate(raw_model, loader, rt, transform, cfg.metrics, t.val_batches)
         return {"step": step, "split": "val", **metrics}
 
     # ---- the loop ----------------------------------------------------------------------
@@ -246,12 +249,10 @@ def _pretrain(cfg: PretrainConfig, rt: dist.Runtime) -> Path:
     )
     val = {}
     while step < steps:
-        batch = next(data)
-        view0 = batch["view0"].to(rt.device, non_blocking=True)
-        view1 = batch["view1"].to(rt.device, non_blocking=True)
-        target = batch["corr_0to1"].to(rt.device, non_blocking=True)
+        batch = transform(next(data), rt.device)  # display, augmentation, resize on the device
+        target = batch["corr_0to1"]
         with rt.autocast():
-            pred = model(view0, view1)["corr"]
+            pred = model(batch["view0"], batch["view1"])["corr"]
         if pred.shape != target.shape:
             raise ValueError(
                 f"model predicts {tuple(pred.shape)}, the store's corr is {tuple(target.shape)}: "
