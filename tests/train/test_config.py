@@ -11,7 +11,7 @@ from xmatch_train.config import ConfigError, PretrainConfig, load_config, save_c
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 
 
-@pytest.mark.parametrize("name", ["pretrain_cpu.yaml", "pretrain_gpu.yaml"])
+@pytest.mark.parametrize("name", ["pretrain_cpu.yaml", "pretrain_gpu.yaml", "pretrain_vit_s.yaml"])
 def test_shipped_configs_load(name):
     cfg = load_config(PIPELINES / name)
     assert isinstance(cfg, PretrainConfig) and cfg.data.stores
@@ -64,3 +64,17 @@ def test_errors_name_the_file_and_key(tmp_path):
         load_config(None, ["train.steps"])
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("name", ["pretrain_cpu.yaml", "pretrain_gpu.yaml", "pretrain_vit_s.yaml"])
+def test_shipped_models_give_the_16x16_grid_of_a_256px_patch16_store(name):
+    import torch
+
+    from xmatch_train.models import build_model
+
+    cfg = load_config(PIPELINES / name)
+    side = cfg.data.image_size or 256
+    model = build_model(cfg.model).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 1, side, side), torch.rand(1, 1, side, side))
+    assert out["corr"].shape == (1, 256, 256)
