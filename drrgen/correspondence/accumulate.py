@@ -45,13 +45,15 @@ def invert(fp: Footprints, n_patch: int) -> Footprints:
 
 
 @njit(parallel=True, cache=True)
-def _pair_max(inv_start, inv_count, inv_vox, inv_weight, start, count, patch, weight, out, row_max):
-    """out[a, b] = max over voxels of w_i(v, a) w_j(v, b); row_max[a] = max_b out[a, b].
+def _pair_max(inv_start, inv_count, inv_vox, inv_weight, start, count, patch, weight, out):
+    """out[a, b] = max over voxels of w_i(v, a) w_j(v, b), then divided by its maximum.
 
     One prange task per row a: each thread owns whole rows of `out`, and max is exact in any
     order, so the result is identical for every thread count.
     """
-    for a in prange(out.shape[0]):
+    n_rows = out.shape[0]
+    row_max = np.zeros(n_rows, np.float32)
+    for a in prange(n_rows):
         row = out[a]
         row[:] = 0.0
         m = np.float32(0.0)
@@ -66,6 +68,13 @@ def _pair_max(inv_start, inv_count, inv_vox, inv_weight, start, count, patch, we
                     row[b] = p
                 m = max(m, p)  # the row's maximum is the largest product written to it
         row_max[a] = m
+    peak = np.float32(0.0)
+    for a in range(n_rows):
+        peak = max(peak, row_max[a])
+    if peak > 0:
+        for a in prange(n_rows):
+            for b in range(out.shape[1]):
+                out[a, b] /= peak
 
 
 def pair_max(inv_first: Footprints, second: Footprints, out: np.ndarray) -> None:
@@ -76,11 +85,7 @@ def pair_max(inv_first: Footprints, second: Footprints, out: np.ndarray) -> None
         second: the second view's footprints indexed by voxel (same voxel numbering).
         out: (N, N) float32, filled with ``max_v p_i^v (p_j^v)^T / max`` (all zeros if empty).
     """
-    row_max = np.empty(out.shape[0], dtype=np.float32)
     _pair_max(
         inv_first.start, inv_first.count, inv_first.patch, inv_first.weight,
-        second.start, second.count, second.patch, second.weight, out, row_max,
+        second.start, second.count, second.patch, second.weight, out,
     )  # fmt: skip
-    peak = row_max.max(initial=np.float32(0.0))
-    if peak > 0:
-        out /= peak

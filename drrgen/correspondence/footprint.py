@@ -122,23 +122,38 @@ def _rays(s, det, du, dv, h, w, lin):
 
 
 @njit(cache=True)
-def _box(proj, i, j, k, h, w):
+def _corner_offsets(proj):
+    """(8, 3) images under `proj` of the corner offsets (+-1, +-1, +-1, 0) of a voxel's cube."""
+    out = np.empty((8, 3))
+    for q in range(8):
+        x = 1.0 if q & 1 else -1.0
+        y = 1.0 if q & 2 else -1.0
+        z = 1.0 if q & 4 else -1.0
+        for c in range(3):
+            out[q, c] = proj[c, 0] * x + proj[c, 1] * y + proj[c, 2] * z
+    return out
+
+
+@njit(cache=True)
+def _box(proj, offsets, i, j, k, h, w):
     """Patches (r0, r1, c0, c1), inclusive, whose centres can see the cube [v - 1, v + 1]^3.
 
     A ray with a nonzero Joseph weight for v crosses slice v_m inside the square
     |x_a - v_a| < 1, |x_b - v_b| < 1, so it passes through the cube; its patch centre is the
-    projection of a cube point and lies in the bounding box of the projected corners.
+    projection of a cube point and lies in the bounding box of the projected corners
+    (homogeneous corner = image of the centre + image of the offset, `_corner_offsets`).
     """
+    hr = proj[0, 0] * i + proj[0, 1] * j + proj[0, 2] * k + proj[0, 3]
+    hc = proj[1, 0] * i + proj[1, 1] * j + proj[1, 2] * k + proj[1, 3]
+    hw = proj[2, 0] * i + proj[2, 1] * j + proj[2, 2] * k + proj[2, 3]
     rmin, rmax, cmin, cmax = np.inf, -np.inf, np.inf, -np.inf
     for q in range(8):
-        x = i + (1.0 if q & 1 else -1.0)
-        y = j + (1.0 if q & 2 else -1.0)
-        z = k + (1.0 if q & 4 else -1.0)
-        den = proj[2, 0] * x + proj[2, 1] * y + proj[2, 2] * z + proj[2, 3]
+        den = hw + offsets[q, 2]
         if den <= 0.0:
             return 0, h - 1, 0, w - 1  # the cube reaches behind the source: any patch may see it
-        r = (proj[0, 0] * x + proj[0, 1] * y + proj[0, 2] * z + proj[0, 3]) / den
-        c = (proj[1, 0] * x + proj[1, 1] * y + proj[1, 2] * z + proj[1, 3]) / den
+        inv = 1.0 / den
+        r = (hr + offsets[q, 0]) * inv
+        c = (hc + offsets[q, 1]) * inv
         rmin, rmax = min(rmin, r), max(rmax, r)
         cmin, cmax = min(cmin, c), max(cmax, c)
     # A small margin against rounding: the exact weight rejects the extra patches.
@@ -157,12 +172,13 @@ def _footprints(vox, value, s, det, du, dv, h, w, lin):
     """
     origin, slope, axis, k_range, step_mm = _rays(s, det, du, dv, h, w, lin)
     proj = pinhole(s, det, du, dv, h, w)
+    offsets = _corner_offsets(proj)
     n_vox = vox.shape[0]
     boxes = np.empty((n_vox, 4), np.int64)
     size = np.empty(n_vox, np.int64)
     # Pass 1: candidate boxes; their areas bound each voxel's entries (one slot per patch).
     for n in prange(n_vox):
-        r0, r1, c0, c1 = _box(proj, vox[n, 0], vox[n, 1], vox[n, 2], h, w)
+        r0, r1, c0, c1 = _box(proj, offsets, vox[n, 0], vox[n, 1], vox[n, 2], h, w)
         boxes[n, 0], boxes[n, 1], boxes[n, 2], boxes[n, 3] = r0, r1, c0, c1
         size[n] = max(0, r1 - r0 + 1) * max(0, c1 - c0 + 1)
     start = np.zeros(n_vox, np.int64)

@@ -74,3 +74,11 @@ def test_factors_follow_the_iso_patch_width():
     assert iso_patch_width_mm(vol, views, 16) == pytest.approx(8.0)
     np.testing.assert_array_equal(coarse_factors(vol, views, 16, fraction=1.0), [16, 8, 4])
     np.testing.assert_array_equal(coarse_factors(vol, views, 16, fraction=0.75), [12, 6, 3])
+
+
+def test_volume_behind_a_source_is_an_error_naming_the_volume():
+    vol = Volume(np.zeros((8, 8, 8), np.float32), np.eye(4), "ct.nii.gz")
+    # Isocenter 2 m in front of the volume along the beam: the volume is behind the source.
+    view = carm_view(0, 0, source_to_isocenter_mm=1000, isocenter=(0, 2000, 0), shape=(32, 32))
+    with pytest.raises(ValueError, match="ct.nii.gz.*behind"):
+        coarse_factors(vol, [view, view], 16)
