@@ -44,6 +44,7 @@ class Footprints:
 
 @njit(cache=True)
 def _cross(a, b):
+    """(3,) cross product a x b."""
     return np.array(
         [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
     )
@@ -51,14 +52,14 @@ def _cross(a, b):
 
 @njit(cache=True)
 def pinhole(s, det, du, dv, h, w):
-    """(3, 4) projective map (x, 1) -> (row w, col w, w) of an (h, w) detector.
+    """(3, 4) projective map (x, 1) -> (row z, col z, z) of an (h, w) detector.
 
     Args:
         s, det, du, dv: (3,) source, detector centre, column and row steps, in any affine frame
             (LPS mm, or a grid's index space).
         h, w: detector rows and columns.
 
-    ``w > 0`` exactly for points on the detector side of the source plane; (row, col) are
+    ``z > 0`` exactly for points on the detector side of the source plane; (row, col) are
     fractional pixel coordinates as in `View.project_points` (pixel (r, c) centred on (r, c)).
     """
     n = _cross(du, dv)
@@ -82,7 +83,7 @@ def pinhole(s, det, du, dv, h, w):
 
 
 def pinhole_matrix(view: View) -> np.ndarray:
-    """(3, 4) pinhole map of `view` from homogeneous LPS mm (x, y, z, 1) to (row w, col w, w)."""
+    """(3, 4) pinhole map of `view`: homogeneous LPS mm (x, y, z, 1) -> (row d, col d, d)."""
     h, w = view.shape
     return pinhole(view.source, view.detector_center, view.u, view.v, h, w)
 
