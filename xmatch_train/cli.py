@@ -5,6 +5,8 @@ Heavy imports (torch, timm, zarr) happen inside the commands, so ``xmatch --help
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -16,6 +18,19 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@contextmanager
+def _user_errors():
+    """Print input errors (bad config, store, file) as one line and exit 2; XMATCH_DEBUG=1
+    shows the traceback instead."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as err:
+        if os.environ.get("XMATCH_DEBUG"):
+            raise
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.callback()
@@ -39,7 +54,8 @@ def pretrain(
     from xmatch_train.config import load_config
     from xmatch_train.train import pretrain as run
 
-    run_dir = run(load_config(config, overrides))
+    with _user_errors():
+        run_dir = run(load_config(config, overrides))
     typer.echo(f"run directory: {run_dir}")
 
 
@@ -65,16 +81,17 @@ def eval_(
     """Evaluate trained runs on a store; write table.md, metrics.json and figures to OUT."""
     from xmatch_train.report import evaluate_runs
 
-    table = evaluate_runs(
-        store,
-        run,
-        out,
-        split=split,
-        checkpoint=checkpoint,
-        batch_size=batch_size,
-        max_batches=max_batches,
-        figures=figures,
-        workers=workers,
-        allow_incomplete=allow_incomplete,
-    )
+    with _user_errors():
+        table = evaluate_runs(
+            store,
+            run,
+            out,
+            split=split,
+            checkpoint=checkpoint,
+            batch_size=batch_size,
+            max_batches=max_batches,
+            figures=figures,
+            workers=workers,
+            allow_incomplete=allow_incomplete,
+        )
     typer.echo(table)

@@ -224,20 +224,28 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None, cls=PretrainConfig):
-    """Read a YAML config, apply dotted overrides, return the typed dataclass."""
+    """Read a YAML config, apply dotted overrides, return the typed dataclass.
+
+    Raises:
+        ConfigError: unreadable file, invalid YAML, unknown key or ill-typed value; the message
+            names the file, the overrides and the key.
+    """
     data: dict = {}
-    where = "config"
+    source = "defaults" if path is None else str(path)
+    if overrides:
+        source += f" + overrides {list(overrides)}"
     if path is not None:
         path = Path(path)
-        where = str(path)
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except OSError as err:
             raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: invalid YAML ({err})") from err
-    data = apply_overrides(data, overrides)
-    return from_dict(cls, data, where)
+    try:
+        return from_dict(cls, apply_overrides(data, overrides), "config")
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
 
 
 def to_dict(cfg) -> dict:

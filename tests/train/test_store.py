@@ -47,8 +47,11 @@ def test_incomplete_store_is_refused_unless_allowed(tmp_path):
 
 
 def test_not_a_store_and_missing_array_are_named(tmp_path):
-    with pytest.raises(StoreError, match="cannot open"):
+    with pytest.raises(StoreError, match="nothing.zarr: no store here; build one"):
         read_meta(str(tmp_path / "nothing.zarr"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StoreError, match="cannot open"):
+        read_meta(str(tmp_path / "empty"))
     group = zarr.open_group(str(tmp_path / "bad.zarr"), mode="w")
     group.attrs["complete"] = True
     group.create_array("views", shape=(2, 2, 8, 8), dtype="float16")

@@ -15,6 +15,7 @@ chunked one sample per chunk and sharded one block per shard. Group attributes c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,10 @@ class StoreMeta:
 
 def open_group(path: str, storage_options: dict | None = None) -> zarr.Group:
     """Open the store read-only; raise `StoreError` naming `path` if it is not a Zarr group."""
+    if "://" not in str(path) and not Path(path).exists():
+        raise StoreError(
+            f"{path}: no store here; build one with `drrgen build --ct-dir CT_DIR --out {path}`"
+        )
     try:
         return zarr.open_group(path, mode="r", storage_options=storage_options)
     except Exception as err:  # zarr raises several types for "not there" / "not a group"

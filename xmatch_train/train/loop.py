@@ -289,20 +289,20 @@ def _pretrain(cfg: PretrainConfig, rt: dist.Runtime) -> Path:
                 bar.set_postfix(loss=f"{mean_loss:.3g}", pairs_s=f"{sps:.1f}")
             loss_sum, n_loss, t_log = 0.0, 0, now
         stop = t.stop_after is not None and step - start_step >= t.stop_after
-        if (
-            rt.master
-            and val_stream is not None
-            and ((t.val_every and step % t.val_every == 0) or step == steps)
-        ):
+        # The same decisions on every rank; only rank 0 validates and writes.
+        val_due = bool(split.val) and ((t.val_every and step % t.val_every == 0) or step == steps)
+        ckpt_due = step % t.ckpt_every == 0 or step == steps or stop
+        if rt.master and val_due:
             val = validate()
             logger.log(val)
             bar.write(f"step {step}: val mse {val['mse']:.3g} ap {val['ap']:.3f}")
             if val["ap"] > best or not math.isfinite(best):
                 best = val["ap"] if math.isfinite(val["ap"]) else best
                 checkpoint(best_path)
-        if rt.master and (step % t.ckpt_every == 0 or step == steps or stop):
+        if rt.master and ckpt_due:
             checkpoint(last_path)
-        dist.barrier(rt)
+        if val_due or ckpt_due:
+            dist.barrier(rt)
         if stop:
             break
     bar.close()
