@@ -116,13 +116,14 @@ def main() -> None:
         tmp = Path(tmp)
         (tmp / "ct").mkdir()
         what = prepare_ct(args.ct, args.n, tmp / "ct" / "ct.nii.gz")
+        load0 = f"{os.getloadavg()[0]:.2f}"
         wall, out = run_build(tmp / "ct", tmp / "bench.zarr", args)
         from drrgen.build.inspect import store_info
 
         info = store_info(str(tmp / "bench.zarr"))
     stored = sum(info["bytes"].values())
-    stages = dict(re.findall(r"(\w+) ([\d.]+) s", out.split("task time")[1].splitlines()[0]))
-    stages = {k: float(v) for k, v in stages.items()}
+    line = out.split("task time")[1].splitlines()[0]
+    stages = {k: (float(w), float(c)) for k, w, c in re.findall(r"(\w+) ([\d.]+)/([\d.]+)", line)}
     where = re.search(r"\((local Dask[^)]*|in this[^)]*|Dask sched[^)]*)\)", out)
     pairs = args.pairs
     print(f"CT: {what}")
@@ -136,8 +137,9 @@ def main() -> None:
         f"end to end (start-up included): {wall:.1f} s, {rate:.1f} pairs/s "
         f"[floor {FLOOR:.0f}: {verdict}; target {TARGET:.0f}]"
     )
-    busy = sum(stages.values())
-    print("task time, summed over workers (s, ms per pair, share):")
+    busy = sum(w for w, _ in stages.values())
+    cpu = sum(c for _, c in stages.values())
+    print("task time per stage, summed over workers: wall s, cpu s, cpu ms per pair, cpu share")
     for name, label in [
         ("read", "read/prepare volume"),
         ("sample", "view sampling"),
@@ -145,15 +147,23 @@ def main() -> None:
         ("corr", "correspondence"),
         ("write", "compression + writes"),
     ]:
-        s = stages.get(name, 0.0)
-        print(f"  {label:<22} {s:7.2f} s  {1e3 * s / pairs:7.2f} ms  {100 * s / busy:5.1f} %")
-    print(f"  {'(sum)':<22} {busy:7.2f} s  {1e3 * busy / pairs:7.2f} ms")
+        w, c = stages.get(name, (0.0, 0.0))
+        print(f"  {label:<22} {w:7.2f} {c:7.2f} {1e3 * c / pairs:7.2f} ms {100 * c / cpu:5.1f} %")
+    print(f"  {'(sum)':<22} {busy:7.2f} {cpu:7.2f} {1e3 * cpu / pairs:7.2f} ms")
+    m = re.search(r"(\d+) workers x (\d+) threads", out)
+    workers, threads = (int(m.group(1)), int(m.group(2))) if m else (1, 1)
     print(
-        f"rest (interpreter + cluster start-up, scheduling, idle): {wall - busy / 2:.1f} s "
-        "of wall time beyond task time / 2 workers"
-        if "2 workers" in out
-        else ""
+        f"start-up, scheduling and idle: {wall - busy / workers:.1f} s of wall time "
+        f"(wall - task wall time / {workers} workers)"
     )
+    cores = min(os.cpu_count() or 1, workers * threads)
+    print(
+        f"if the tasks had the {cores} cores to themselves (task cpu / {cores} cores + start-up "
+        f"{wall - busy / workers:.1f} s): "
+        f"{pairs / (cpu / cores + wall - busy / workers):.1f} pairs/s; wall/cpu = "
+        f"{busy / cpu:.2f} (> 1: the tasks waited for a busy machine)"
+    )
+    print(f"load average before/after: {load0} / {os.getloadavg()[0]:.2f}")
     print(
         f"store: {stored / 1e6:.1f} MB, {stored / pairs / 1e3:.1f} kB per pair "
         f"(views {info['bytes']['views'] / pairs / 1e3:.1f} kB, "

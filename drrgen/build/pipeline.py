@@ -50,7 +50,8 @@ class BuildSummary:
         written: samples written by this run.
         failed: failed volumes: dicts with id, path, reason, blocks.
         seconds: wall time of this run, start-up included.
-        timings: task seconds per stage (read, sample, drr, corr, write), summed over tasks.
+        timings: task seconds per stage (read, sample, drr, corr, write), summed over tasks;
+            wall clock, and CPU time under ``cpu_<stage>``.
         complete: every block of the store is written.
         where: where the tasks ran.
     """
@@ -82,8 +83,8 @@ class BuildSummary:
             f"time       {self.seconds:.1f} s, {self.samples_per_s:.1f} samples/s, "
             f"{self.samples_per_s * self.n_pairs:.1f} pairs/s ({self.where})",
             "task time  "
-            + ", ".join(f"{k} {t.get(k, 0.0):.1f} s" for k in STAGES)
-            + " (summed over tasks)",
+            + ", ".join(f"{k} {t.get(k, 0.0):.2f}/{t.get('cpu_' + k, 0.0):.2f}" for k in STAGES)
+            + " s (wall/cpu, summed over tasks)",
         ]
         lines += [f"FAILED     {f['path']}: {f['reason']}" for f in self.failed]
         return "\n".join(lines)

@@ -189,7 +189,7 @@ def clear_store(url: str, storage_options: dict | None = None) -> None:
 
 
 def create_store(
-    url: str, layout: Layout, attrs: dict, storage_options: dict | None = None, clevel: int = 5
+    url: str, layout: Layout, attrs: dict, storage_options: dict | None = None, clevel: int = 1
 ) -> zarr.Group:
     """Create the group with its attributes, then its arrays (no data), at an empty location.
 
@@ -198,7 +198,7 @@ def create_store(
         layout: sizes of the arrays.
         attrs: group attributes (the driver's).
         storage_options: fsspec options for URLs.
-        clevel: Blosc zstd level (3: within 4 % of level 5's size, 1.6x faster to write).
+        clevel: Blosc zstd level (1: views 7 % larger than level 5, 3x faster to write).
     """
     # Attributes first: a creation cut short is still recognised as ours (see `is_partial`).
     group = zarr.open_group(store=make_store(url, storage_options), mode="w-", attributes=attrs)

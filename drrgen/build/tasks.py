@@ -75,7 +75,8 @@ class BlockResult:
         error: the reason it failed ('' when ok).
         info: the volume's ``shape`` (i, j, k), ``spacing`` (mm) and ``affine`` ((4, 4) voxel
             (i, j, k) -> LPS mm) when it could be read.
-        timings: seconds spent per stage: read, sample, drr, corr, write.
+        timings: seconds per stage (read, sample, drr, corr, write): wall clock, and CPU time
+            of the process under ``cpu_<stage>``.
     """
 
     block: int
@@ -120,9 +121,35 @@ def load_ct(path: str, series_id: str | None, mu_water: float, hu_air: float) ->
     return _load_cached(str(path), series_id, _stamp(path), float(mu_water), float(hu_air))
 
 
+class Clock:
+    """Wall and CPU (this process, all threads) seconds per stage, lap by lap.
+
+    CPU time tells what a stage costs; wall time also counts waiting for a busy machine.
+    """
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = (time.perf_counter(), time.process_time())
+
+    def lap(self, stage: str) -> None:
+        """Charge the time since the previous lap to `stage` (keys `stage` and cpu_`stage`)."""
+        now = (time.perf_counter(), time.process_time())
+        for key, t0, t1 in (
+            (stage, self._last[0], now[0]),
+            (f"cpu_{stage}", self._last[1], now[1]),
+        ):
+            self.seconds[key] = self.seconds.get(key, 0.0) + t1 - t0
+        self._last = now
+
+
 def compute_block(
-    ct: LoadedCT, cfg: BuildConfig, volume_id: int, block_in_volume: int, threads: int | None = None
-) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    ct: LoadedCT,
+    cfg: BuildConfig,
+    volume_id: int,
+    block_in_volume: int,
+    threads: int | None = None,
+    clock: Clock | None = None,
+) -> dict[str, np.ndarray]:
     """Draw and render the `cfg.block` samples of one block.
 
     Args:
@@ -131,12 +158,12 @@ def compute_block(
         volume_id: the volume's id (seeds the draws, fills `volume_id`).
         block_in_volume: block index within the volume (seeds the draws).
         threads: Numba threads.
+        clock: charged with the stages sample, drr and corr when given.
 
     Returns:
-        (arrays, timings): arrays named as the store's (leading axis = cfg.block samples, dtypes
-        of the store) and seconds spent drawing, projecting and computing correspondence.
+        Arrays named as the store's, leading axis = cfg.block samples, dtypes of the store.
     """
-    t0 = time.perf_counter()
+    clock = clock or Clock()
     samples = sample_block(
         cfg.seed,
         volume_id,
@@ -157,13 +184,12 @@ def compute_block(
         "crop": np.empty((b, 2, 3), np.int32),
         "volume_id": np.full((b,), volume_id, np.int32),
     }
-    timings = {"sample": time.perf_counter() - t0, "drr": 0.0, "corr": 0.0}
+    clock.lap("sample")
     for i, smp in enumerate(samples):
-        t1 = time.perf_counter()
         mu = ct.mu.crop(smp.start, smp.stop)  # a view of the parent: no copy
         for k, view in enumerate(smp.views):
             out["views"][i, k] = project(mu, view, threads=threads)
-        t2 = time.perf_counter()
+        clock.lap("drr")
         out["corr"][i] = correspondence(
             ct.hu.crop(smp.start, smp.stop),
             list(smp.views),
@@ -171,13 +197,11 @@ def compute_block(
             hu_air=cfg.hu_air,
             threads=threads,
         )
-        t3 = time.perf_counter()
+        clock.lap("corr")
         out["geometry"][i] = [view.as_vector() for view in smp.views]
         out["pose"][i] = smp.pose
         out["crop"][i] = [smp.start, smp.stop]
-        timings["drr"] += t2 - t1
-        timings["corr"] += t3 - t2
-    return out, timings
+    return out
 
 
 def run_block(task: BlockTask, job: Job) -> BlockResult:
@@ -193,15 +217,15 @@ def run_block(task: BlockTask, job: Job) -> BlockResult:
     cfg = BuildConfig.from_dict(job.params)
     result = BlockResult(task.block, task.volume_id, False, task.path)
     try:
-        t0 = time.perf_counter()
+        clock = Clock()
         ct = load_ct(task.path, task.series_id, cfg.mu_water, cfg.hu_air)
         result.info = {
             "shape": list(ct.hu.shape_ijk),
             "spacing": [float(x) for x in ct.hu.spacing],
             "affine": ct.hu.affine.tolist(),
         }
-        read = time.perf_counter() - t0
-        arrays, timings = compute_block(ct, cfg, task.volume_id, task.block_in_volume, job.threads)
+        clock.lap("read")
+        arrays = compute_block(ct, cfg, task.volume_id, task.block_in_volume, job.threads, clock)
     except CTReadError as exc:
         result.error = exc.reason
         return result
@@ -210,9 +234,9 @@ def run_block(task: BlockTask, job: Job) -> BlockResult:
         where = f"{Path(tb.filename).name}:{tb.lineno}"
         result.error = f"{type(exc).__name__} at {where}: {exc}"
         return result
-    t1 = time.perf_counter()
     group = open_store(job.store_url, mode="r+", storage_options=job.storage_options)
     write_block(group, job.layout, task.block, arrays)
-    result.timings = {"read": read, **timings, "write": time.perf_counter() - t1}
+    clock.lap("write")
+    result.timings = clock.seconds
     result.ok = True
     return result
