@@ -116,9 +116,30 @@ def slurm_cluster(config: dict):
     return SLURMCluster(job_script_prologue=prologue, **kwargs)
 
 
+@dataclass(frozen=True)
+class Runner:
+    """Where a build's tasks go.
+
+    Args:
+        client: a Dask client, or None to run the tasks in this process.
+        threads: Numba threads per task (None: the workers' default).
+        where: one line for users.
+        no_workers_timeout_s: give up after this long without any worker (None: wait forever,
+            e.g. for SLURM jobs waiting in the queue).
+    """
+
+    client: object | None
+    threads: int | None
+    where: str
+    no_workers_timeout_s: float | None = None
+
+
+LOCAL_NO_WORKERS_TIMEOUT_S = 120.0
+
+
 @contextmanager
 def open_client(opts: ClusterOptions):
-    """Yield (client or None, Numba threads per task, a one-line description).
+    """Yield a `Runner` for the options.
 
     The client is None for ``workers == 0`` (run in this process). Clusters started here are
     closed on exit; an external scheduler is left running.
@@ -127,16 +148,16 @@ def open_client(opts: ClusterOptions):
 
     if opts.scheduler:
         with Client(opts.scheduler) as client:
-            yield client, opts.threads, f"Dask scheduler {opts.scheduler}"
+            yield Runner(client, opts.threads, f"Dask scheduler {opts.scheduler}")
         return
     if opts.slurm_config:
         config = load_slurm_config(opts.slurm_config)
         with slurm_cluster(config) as cluster, Client(cluster) as client:
             cluster.scale(jobs=config["jobs"])
-            yield client, config["numba_threads"], f"SLURM, {config['jobs']} jobs"
+            yield Runner(client, config["numba_threads"], f"SLURM, {config['jobs']} jobs")
         return
     if opts.workers == 0:
-        yield None, opts.threads, "in this process (no Dask)"
+        yield Runner(None, opts.threads, "in this process (no Dask)")
         return
     workers, threads = local_shape(opts.workers, opts.threads)
     cluster = LocalCluster(
@@ -148,4 +169,5 @@ def open_client(opts: ClusterOptions):
         silence_logs=logging.WARNING,
     )
     with cluster, Client(cluster) as client:
-        yield client, threads, f"local Dask cluster, {workers} workers x {threads} threads"
+        where = f"local Dask cluster, {workers} workers x {threads} threads"
+        yield Runner(client, threads, where, LOCAL_NO_WORKERS_TIMEOUT_S)

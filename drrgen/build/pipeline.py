@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from drrgen.build.cluster import ClusterOptions, open_client
+from drrgen.build.cluster import ClusterOptions, Runner, open_client
 from drrgen.build.config import BuildConfig
 from drrgen.build.discover import CTSource, discover_cts, hash_sources
 from drrgen.build.sampling import POSE_FIELDS
@@ -220,29 +220,52 @@ def prepare_store(
     return group, layout, written_blocks(group, layout)
 
 
-def _run_tasks(client, tasks: list[BlockTask], job: Job) -> Iterator[BlockResult]:
-    """Results as blocks finish: on the Dask client, or one by one here when it is None."""
+def _run_tasks(runner: Runner, tasks: list[BlockTask], job: Job) -> Iterator[BlockResult]:
+    """Results as blocks finish: on the Dask client, or one by one here when it is None.
+
+    Raises:
+        RuntimeError: the cluster had no worker for ``runner.no_workers_timeout_s``.
+    """
+    client = runner.client
     if client is None:
         for task in tasks:
             yield run_block(task, job)
         return
-    from distributed import as_completed
+    from distributed import wait
 
     futures = client.map(run_block, tasks, job=job, pure=False, retries=2)
     by_key = {f.key: t for f, t in zip(futures, tasks, strict=True)}
-    for future in as_completed(futures):
-        task = by_key[future.key]
+    pending, no_workers_since = set(futures), None
+    poll_s = min(5.0, (runner.no_workers_timeout_s or 10.0) / 2)
+    while pending:
         try:
-            yield future.result()
-        except Exception as exc:  # worker died repeatedly, or the store could not be written
-            yield BlockResult(
-                task.block,
-                task.volume_id,
-                False,
-                task.path,
-                error=f"task lost: {type(exc).__name__}: {exc}",
+            done, pending = wait(pending, timeout=poll_s, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            done = set()
+        if client.scheduler_info().get("workers"):
+            no_workers_since = None
+        elif no_workers_since is None:
+            no_workers_since = time.monotonic()
+        elif (
+            runner.no_workers_timeout_s is not None
+            and time.monotonic() - no_workers_since > runner.no_workers_timeout_s
+        ):
+            raise RuntimeError(
+                f"no Dask worker for {runner.no_workers_timeout_s:.0f} s ({runner.where}); "
+                "finished blocks are kept: rerun the same command to resume"
             )
-        future.release()
+        for future in done:
+            yield _result(future, by_key[future.key])
+            future.release()
+
+
+def _result(future, task: BlockTask) -> BlockResult:
+    """The task's result, or a failed `BlockResult` if the task itself was lost."""
+    try:
+        return future.result()
+    except Exception as exc:  # worker died repeatedly, or the store could not be written
+        error = f"task lost: {type(exc).__name__}: {exc}"
+        return BlockResult(task.block, task.volume_id, False, task.path, error=error)
 
 
 def build(
@@ -305,12 +328,12 @@ def build(
     failures: dict[int, dict] = {}
     group.attrs.update({"complete": False, "failed": [], "updated": _now()})
     if tasks:
-        with open_client(cluster) as (client, threads, where):
-            summary.where = where
-            job = Job(out, storage_options, cfg.to_dict(), layout, threads)
-            echo(f"running on {where}")
+        with open_client(cluster) as runner:
+            summary.where = runner.where
+            job = Job(out, storage_options, cfg.to_dict(), layout, runner.threads)
+            echo(f"running on {runner.where}")
             _consume(
-                _run_tasks(client, tasks, job), group, table, failures, summary, layout, progress
+                _run_tasks(runner, tasks, job), group, table, failures, summary, layout, progress
             )
     done = written_blocks(group, layout)
     summary.failed = sorted(failures.values(), key=lambda f: f["id"])

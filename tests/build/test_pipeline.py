@@ -142,6 +142,7 @@ def test_fsspec_url_store(reference, ct_dir, tmp_path):
     _assert_same(_arrays(tmp_path / "f.zarr"), _arrays(url))
 
 
+@pytest.mark.timeout(180)
 def test_one_local_worker_and_two_external_workers_give_identical_stores(
     reference, ct_dir, tmp_path
 ):
@@ -171,3 +172,20 @@ def test_one_local_worker_and_two_external_workers_give_identical_stores(
         )
     assert summary.complete and summary.where.startswith("Dask scheduler tcp://")
     _assert_same(_arrays(out), _arrays(url))
+
+
+@pytest.mark.timeout(60)
+def test_a_cluster_without_workers_is_reported_not_waited_for_forever(ct_dir, tiny_cfg, tmp_path):
+    from distributed import Client, LocalCluster
+
+    from drrgen.build.cluster import Runner
+    from drrgen.build.pipeline import _run_tasks
+    from drrgen.build.tasks import BlockTask, Job
+
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            runner = Runner(client, 1, "an empty cluster", no_workers_timeout_s=0.5)
+            job = Job(str(tmp_path / "x.zarr"), None, tiny_cfg.to_dict(), None)
+            tasks = [BlockTask(0, 0, 0, str(ct_dir / "a" / "ct0.nii.gz"))]
+            with pytest.raises(RuntimeError, match="no Dask worker for 0 s.*rerun"):
+                list(_run_tasks(runner, tasks, job))

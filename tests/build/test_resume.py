@@ -38,6 +38,7 @@ def clean(ct_dir, tmp_path_factory):
     return _arrays(url)
 
 
+@pytest.mark.timeout(180)
 def test_sigkill_of_the_driver_then_resume(ct_dir, clean, tmp_path):
     out = tmp_path / "killed.zarr"
     cmd = [
@@ -102,6 +103,7 @@ def _kill_a_worker_when(url, n_blocks, done: threading.Event):
     return None
 
 
+@pytest.mark.timeout(180)
 def test_sigkill_of_a_worker_is_survived(ct_dir, clean, tmp_path):
     out = tmp_path / "worker.zarr"
     done = threading.Event()
