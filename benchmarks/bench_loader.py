@@ -10,7 +10,7 @@ Compares, in the same run and on the same store:
     ``corr[i]``) in random order, with the same per-item work, with 0 and 2 workers.
 
 Usage:
-    python benchmarks/bench_loader.py [--store data/demo.zarr] [--pairs 3000]
+    python benchmarks/bench_loader.py [--store data/demo.zarr] [--epochs 3]
 
 Without --store (and without data/demo.zarr) a 256 px store of 2 procedural phantoms x 128
 samples is built first with `drrgen build` in a temporary folder. Target: >= 1,000 pairs/s
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -49,7 +50,8 @@ class NaiveDataset(Dataset):
 
     def __init__(self, path: str):
         self.path, self.group = path, None
-        self.n = read_meta(path).n_samples
+        meta = read_meta(path)
+        self.n, self.vid = meta.n_samples, meta.volume_id
 
     def __len__(self) -> int:
         return self.n
@@ -60,57 +62,53 @@ class NaiveDataset(Dataset):
         views, corr = self.group["views"][i], self.group["corr"][i, 0]
         rng = np.random.default_rng(i)
         return {
-            "drr0": views[0][None],
-            "drr1": views[1][None],
-            "photo0": draw_photometric(rng, AUGMENT),
-            "photo1": draw_photometric(rng, AUGMENT),
+            "drr": views,
+            "photo": np.stack([draw_photometric(rng, AUGMENT) for _ in range(2)]),
             "corr_0to1": corr,
+            "info": np.array([0, 1, self.vid[i], 0, i], dtype=np.int64),
         }
 
 
-def timed(batches, pairs: int) -> float:
-    """Pairs per second over the first `pairs` pairs (after the first batch, which pays for
-    worker start-up)."""
-    it = iter(batches)
-    first = next(it)
-    n, start = 0, time.perf_counter()
-    for batch in it:
-        n += batch["drr0"].shape[0]
-        if n >= pairs:
-            break
-    del first
-    return n / (time.perf_counter() - start)
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (loader workers)."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def stream_rate(path: str, workers: int, pairs: int, batch: int, transform: bool = False) -> float:
+def measure(epochs) -> tuple[float, float]:
+    """(pairs per wall second, CPU milliseconds per pair) over whole epochs.
+
+    `epochs` yields one iterable of batches per epoch; workers exit at the end of each epoch,
+    so their CPU time is counted. Worker start-up is included (it is paid every epoch).
+    """
+    n, wall, cpu = 0, time.perf_counter(), cpu_seconds()
+    for batches in epochs:
+        for batch in batches:
+            n += batch["drr"].shape[0]
+    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    return n / wall, 1000 * cpu / n
+
+
+def stream_epochs(path: str, workers: int, n_epochs: int, batch: int, transform: bool = False):
     meta = read_meta(path)
     options = StreamOptions(
         batch_size=batch, buffer=4 * meta.block, augment=AUGMENT, geometry=False
     )
     ds = PairStream([meta], [sample_mask(meta, None)], options, num_workers=workers)
     prepare = BatchTransform()
-
-    def batches():
-        epoch = 0
-        while True:
-            ds.set_epoch(epoch)
-            for b in make_loader(ds):
-                yield prepare(b) if transform else b
-            epoch += 1
-
-    return timed(batches(), pairs)
+    for epoch in range(n_epochs):
+        ds.set_epoch(epoch)
+        loader = make_loader(ds)
+        yield (prepare(b) for b in loader) if transform else loader
 
 
-def naive_rate(path: str, workers: int, pairs: int, batch: int) -> float:
+def naive_epochs(path: str, workers: int, n_epochs: int, batch: int):
     ds = NaiveDataset(path)
-
-    def batches():
-        while True:
-            yield from DataLoader(
-                ds, batch_size=batch, shuffle=True, num_workers=workers, persistent_workers=False
-            )
-
-    return timed(batches(), pairs)
+    for _ in range(n_epochs):
+        yield DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers)
 
 
 def default_store(tmp: Path) -> str:
@@ -139,28 +137,44 @@ def default_store(tmp: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", help="store to read (default: data/demo.zarr or a built one)")
-    parser.add_argument("--pairs", type=int, default=3000, help="pairs timed per setting")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs timed per setting")
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--naive-pairs", type=int, default=300, help="pairs timed, naive reader")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp:
         path = args.store or default_store(Path(tmp))
         meta = read_meta(path)
         print(
             f"store {path}: {meta.n_samples} samples, V={meta.n_views}, "
             f"{meta.image_shape[0]} px, N={meta.n_patches}, block {meta.block}; "
-            f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+            f"{cores} cores, load average {os.getloadavg()[0]:.1f}"
         )
-        print("| reader | workers | pairs/s |\n|---|---|---|")
+        print(
+            "pairs/s: measured wall-clock rate (depends on what else runs); CPU ms/pair: all "
+            f"processes; on {cores} idle cores: {cores} x 1000 / (CPU ms/pair), the rate "
+            "when the workers have the cores to themselves\n"
+        )
+        print("| reader | workers | pairs/s | CPU ms/pair | on idle cores |\n|---|---|---|---|---|")
+
+        def row(name, workers, epochs):
+            rate, ms = measure(epochs)
+            idle = min(max(workers, 1), cores) * 1000 / ms
+            print(f"| {name} | {workers} | {rate:.0f} | {ms:.2f} | {idle:.0f} |", flush=True)
+
         for workers in (0, 1, 2):
-            rate = stream_rate(path, workers, args.pairs, args.batch)
-            print(f"| PairStream (shard slices) | {workers} | {rate:.0f} |", flush=True)
-        rate = stream_rate(path, 2, args.pairs, args.batch, transform=True)
-        print(f"| PairStream + BatchTransform on CPU | 2 | {rate:.0f} |", flush=True)
+            row(
+                "PairStream (shard slices)",
+                workers,
+                stream_epochs(path, workers, args.epochs, args.batch),
+            )
+        row(
+            "PairStream + BatchTransform on CPU",
+            2,
+            stream_epochs(path, 2, args.epochs, args.batch, transform=True),
+        )
         for workers in (0, 2):
-            rate = naive_rate(path, workers, args.naive_pairs, args.batch)
-            print(f"| naive per-sample indexing | {workers} | {rate:.0f} |", flush=True)
+            row("naive per-sample indexing", workers, naive_epochs(path, workers, 1, args.batch))
 
 
 if __name__ == "__main__":

@@ -138,11 +138,12 @@ def test_stream_applies_flips_consistently(store):
     meta = read_meta(store)
     options = StreamOptions(batch_size=4, augment=AugmentConfig(hflip=1.0), buffer=0)
     ds = PairStream([meta], [sample_mask(meta, None)], options)
-    batch = next(iter(make_loader(ds)))
+    raw = next(iter(make_loader(ds)))
     perm = GridOp(hflip=True).patch_permutation(meta.grid)
     for b in range(4):
-        s, (i, j) = int(batch["index"][b]), batch["pair"][b].tolist()
-        c = group["corr"][s, 0].astype(np.float32)
+        (i, j), s = raw["info"][b, :2].tolist(), int(raw["info"][b, 4])
+        c = group["corr"][s, 0]
         c = c.T if i > j else c
-        np.testing.assert_array_equal(batch["corr_0to1"][b].numpy(), c[perm][:, perm])
-        np.testing.assert_array_equal(batch["drr0"][b, 0].numpy(), group["views"][s, i][:, ::-1])
+        np.testing.assert_array_equal(raw["corr_0to1"][b].numpy(), c[perm][:, perm])
+        np.testing.assert_array_equal(raw["drr"][b, 0].numpy(), group["views"][s, i][:, ::-1])
+        np.testing.assert_array_equal(raw["drr"][b, 1].numpy(), group["views"][s, j][:, ::-1])

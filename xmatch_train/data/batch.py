@@ -5,10 +5,11 @@ ship float16 line integrals; the per-pixel arithmetic runs here, batch-wise in t
 training device (a GPU does it for free; the 2-core CPU loader would not keep up with it).
 The arithmetic is that of `transforms.to_display` and `transforms.photometric`.
 
-Input batch (from `PairStream`): ``drr0``, ``drr1`` (B, 1, H, W) float16 line integrals,
-``photo0``, ``photo1`` (B, 3) photometric parameters, ``corr_0to1`` (B, N, N) float16.
-Output adds ``view0``, ``view1`` (B, 1, h, w) float32 images in [0, 1] and makes ``corr_0to1``
-float32, all on `device`.
+Input batch (from `PairStream`, see its item layout): ``drr`` (B, 2, H, W) float16,
+``photo`` (B, 2, 3), ``corr_0to1`` (B, N, N) float16, ``info`` (B, 5) and optionally
+``geometry`` (B, 2, 12). Output, LightGlue-style, on `device`: ``view0``, ``view1``
+(B, 1, h, w) float32 images in [0, 1], ``corr_0to1`` (B, N, N) float32, ``pair`` (B, 2),
+``volume_id``, ``store``, ``index`` (B,), and ``geometry0``, ``geometry1`` (B, 12) when read.
 """
 
 from __future__ import annotations
@@ -68,14 +69,24 @@ class BatchTransform:
         return h // self.image_size
 
     def __call__(self, batch: dict, device: torch.device | str = "cpu") -> dict:
-        """The batch with ``view0``, ``view1`` and float32 ``corr_0to1`` on `device`."""
-        out = dict(batch)
-        for k in (0, 1):
-            drr = batch[f"drr{k}"].to(device, non_blocking=True)
-            img = display(drr, self.display)
-            f = self.factor(tuple(drr.shape[-2:]))
-            if f > 1:
-                img = F.avg_pool2d(img, f)
-            out[f"view{k}"] = photometric(img, batch[f"photo{k}"])
-        out["corr_0to1"] = batch["corr_0to1"].to(device, non_blocking=True).float()
+        """The network-ready, unpacked batch on `device` (see the module docstring)."""
+        drr = batch["drr"].to(device, non_blocking=True)
+        b, _, h, w = drr.shape
+        img = display(drr.reshape(2 * b, 1, h, w), self.display)
+        f = self.factor((h, w))
+        if f > 1:
+            img = F.avg_pool2d(img, f)
+        img = photometric(img, batch["photo"].reshape(2 * b, 3)).view(b, 2, 1, *img.shape[-2:])
+        info = batch["info"]
+        out = {
+            "view0": img[:, 0],
+            "view1": img[:, 1],
+            "corr_0to1": batch["corr_0to1"].to(device, non_blocking=True).float(),
+            "pair": info[:, :2],
+            "volume_id": info[:, 2],
+            "store": info[:, 3],
+            "index": info[:, 4],
+        }
+        if "geometry" in batch:
+            out["geometry0"], out["geometry1"] = batch["geometry"][:, 0], batch["geometry"][:, 1]
         return out

@@ -1,7 +1,8 @@
 """`PairStream`: an `IterableDataset` of view pairs streamed shard by shard from stores.
 
-Each DataLoader worker opens the Zarr arrays itself, reads whole shards with one slice per
-array (``views[start:stop]``; per-sample integer indexing of sharded arrays is very slow), keeps
+Each DataLoader worker opens the Zarr arrays itself, reads whole shards, one read per array
+(`shards.ShardReader`, equal to ``views[start:stop]``; per-sample integer indexing of sharded
+arrays is very slow), keeps
 a few shards in memory and emits their items in the order of `plan.shuffle_order`. The plan is
 deterministic (see `xmatch_train.data.plan`), so ``set_epoch(epoch, skip_batches)`` resumes a
 run exactly where it stopped without reading the skipped batches.
@@ -10,14 +11,14 @@ Workers only move data (pair choice, flips and rotations with the matching permu
 the per-pixel display transform and photometric augmentation run batch-wise on the training
 device (`xmatch_train.data.batch.BatchTransform`), with per-view parameters drawn here.
 
-An item (a dict; the DataLoader stacks them into batches):
-    ``drr0``, ``drr1``: (1, H, W) float16 line integrals of the two views (after flips);
-    ``photo0``, ``photo1``: (3,) float32 photometric parameters (contrast, brightness, invert);
+An item (a dict; the DataLoader stacks them into batches; `BatchTransform` unpacks them):
+    ``drr``: (2, H, W) float16 line integrals of view0 and view1 (after flips/rotations);
+    ``photo``: (2, 3) float32 photometric parameters (contrast, brightness, invert) per view;
     ``corr_0to1``: (N, N) float16, entry [a, b] relates patch a of view0 to patch b of view1;
-    ``geometry0``, ``geometry1``: (12,) float64 view vectors (mm) of the store's detector
-        matching the (flipped) images (only with ``StreamOptions.geometry``);
-    ``pair``: (2,) int64 the store's view indices (i, j) shown as view0, view1;
-    ``volume_id``, ``store``, ``index``: int64 provenance (CT id, store number, sample index).
+    ``info``: (5,) int64 (i, j, volume_id, store, sample): the store's view indices shown as
+        view0 and view1, the CT id, the store number and the sample index;
+    ``geometry``: (2, 12) float64 view vectors (mm) of the store's detector matching the
+        (flipped) images (only with ``StreamOptions.geometry``).
 Each item's randomness comes from ``default_rng([seed, epoch, store, sample, item])``.
 """
 
@@ -28,9 +29,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import zarr
+from numcodecs import blosc
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from xmatch_train.data.plan import Shard, WorkerPlan, epoch_plan, shuffle_order, worker_skips
+from xmatch_train.data.shards import ShardReader
 from xmatch_train.data.store import StoreMeta, open_group
 from xmatch_train.data.transforms import (
     IDENTITY_PHOTOMETRIC,
@@ -169,13 +172,13 @@ class PairStream(IterableDataset):
             for meta in self.metas:
                 group = open_group(meta.path, self.options.storage_options)
                 names = ("views", "corr") + (("geometry",) if self.options.geometry else ())
-                self._arrays.append({k: group[k] for k in names})
+                self._arrays.append({k: ShardReader(group[k]) for k in names})
         return self._arrays
 
     def _read(self, shard: Shard) -> dict[str, np.ndarray]:
-        """One slice read per array for the whole shard."""
-        arrays = self._open()[shard.store]
-        return {k: arr[shard.start : shard.stop] for k, arr in arrays.items()}
+        """One whole-shard read per array (see `shards.ShardReader`)."""
+        readers = self._open()[shard.store]
+        return {k: r.read(shard.start, shard.stop) for k, r in readers.items()}
 
     def __iter__(self):
         info = get_worker_info()
@@ -216,40 +219,37 @@ class PairStream(IterableDataset):
             i, j = (int(x) for x in rng.choice(meta.n_views, size=2, replace=False))
         else:
             i, j = self.pairs[item]
-        p = self.pairs.index((min(i, j), max(i, j)))
-        corr = data["corr"][local, p]
+        corr = data["corr"][local, self.pairs.index((min(i, j), max(i, j)))]
         if i > j:
             corr = corr.T
-        drrs, geoms, photos = [], [], []
+        # Few, packed arrays: each array of a batch costs a shared-memory segment.
+        drr = np.empty((2,) + meta.image_shape, dtype=data["views"].dtype)
+        photo = np.empty((2, 3), dtype=np.float32)
+        geom = np.empty((2, 12)) if o.geometry else None
         for k, view in enumerate((i, j)):
-            drr = data["views"][local, view]
-            geom = data["geometry"][local, view] if o.geometry else None
-            photo = IDENTITY_PHOTOMETRIC
+            img = data["views"][local, view]
+            if o.geometry:
+                geom[k] = data["geometry"][local, view]
+            photo[k] = IDENTITY_PHOTOMETRIC
             if o.train:
-                photo = draw_photometric(rng, o.augment)
-                op = random_grid_op(rng, o.augment, drr.shape[0] == drr.shape[1])
+                photo[k] = draw_photometric(rng, o.augment)
+                op = random_grid_op(rng, o.augment, img.shape[0] == img.shape[1])
                 if not op.identity:
-                    drr = op.apply(drr)
-                    geom = op.geometry(geom, meta.image_shape) if o.geometry else None
+                    img = op.apply(img)
+                    if o.geometry:
+                        geom[k] = op.geometry(geom[k], meta.image_shape)
                     perm = self._perm(op)
                     corr = corr[perm, :] if k == 0 else corr[:, perm]
-            drrs.append(np.ascontiguousarray(drr)[None])
-            geoms.append(geom)
-            photos.append(photo)
-        item = {
-            "drr0": drrs[0],
-            "drr1": drrs[1],
-            "photo0": photos[0],
-            "photo1": photos[1],
+            drr[k] = img
+        out = {
+            "drr": drr,
+            "photo": photo,
             "corr_0to1": np.ascontiguousarray(corr),
-            "pair": np.array([i, j], dtype=np.int64),
-            "volume_id": int(meta.volume_id[sample]),
-            "store": shard.store,
-            "index": sample,
+            "info": np.array([i, j, meta.volume_id[sample], shard.store, sample], dtype=np.int64),
         }
         if o.geometry:
-            item["geometry0"], item["geometry1"] = geoms
-        return item
+            out["geometry"] = geom
+        return out
 
     def _perm(self, op: GridOp) -> np.ndarray:
         if op not in self._ops:
@@ -272,10 +272,11 @@ def make_loader(stream: PairStream, pin_memory: bool = False) -> DataLoader:
 
 
 def _worker_init(_: int) -> None:
-    # Workers only decode and move bytes: torch intra-op threads would oversubscribe the
-    # cores, and Zarr decodes a shard's chunks fastest here in one batch on one thread
-    # (about 1.3x the default on this 2-core machine).
+    # Workers only decode and move bytes: torch intra-op threads and Blosc's own threads
+    # would oversubscribe the cores. When Zarr decodes (layouts `ShardReader` does not
+    # handle), it is fastest in one batch per shard on one thread.
     torch.set_num_threads(1)
+    blosc.set_nthreads(1)
     info = get_worker_info()
     block = max(m.block for m in info.dataset.metas)
     zarr.config.set({"codec_pipeline.batch_size": block, "threading.max_workers": 1})
