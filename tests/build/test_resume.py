@@ -58,8 +58,9 @@ def test_sigkill_of_the_driver_then_resume(ct_dir, clean, tmp_path):
         "--no-progress",
     ]
     env = os.environ | {"NUMBA_THREADING_LAYER": "omp"}
+    log = open(tmp_path / "driver.log", "w")  # a file, not a pipe that could fill up
     proc = subprocess.Popen(
-        cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        cmd, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT
     )
     try:
         deadline = time.monotonic() + 60
@@ -68,13 +69,17 @@ def test_sigkill_of_the_driver_then_resume(ct_dir, clean, tmp_path):
         proc.send_signal(signal.SIGKILL)  # the driver, mid-build
         proc.wait(10)
     finally:
+        log.close()
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # its orphaned worker processes
         except ProcessLookupError:
             pass
     time.sleep(0.3)
     n_killed = _n_written(out)
-    assert 2 <= n_killed < 16, f"kill did not land mid-build ({n_killed}/16 blocks)"
+    assert 2 <= n_killed < 16, (
+        f"kill did not land mid-build ({n_killed}/16 blocks):\n"
+        + (tmp_path / "driver.log").read_text()
+    )
     assert zarr.open_group(str(out), mode="r").attrs["complete"] is False
 
     summary = build(
