@@ -118,11 +118,11 @@ def build(
     ),
     workers: int | None = typer.Option(
         None,
-        help="Local worker processes [default: cores / "
-        "threads]; 0 runs in this process without Dask.",
+        help="Local worker processes (default: cores / "
+        "threads); 0 runs in this process without Dask.",
     ),
     threads: int | None = typer.Option(
-        None, help="Numba threads per worker [default: cores / workers, 1 when neither is given]."
+        None, help="Numba threads per worker (default: cores / workers, 1 when neither is given)."
     ),
     scheduler: str | None = typer.Option(None, help="Address of a running Dask scheduler."),
     slurm_config: Path | None = typer.Option(
@@ -242,7 +242,7 @@ def show(
     patch_index: int | None = typer.Option(
         None,
         "--patch-index",
-        help="Patch of view 0 to follow (row-major) [default: picked automatically].",
+        help="Patch of view 0 to follow (row-major) (default: picked automatically).",
     ),
     storage_options: str | None = typer.Option(None, help="fsspec options as JSON."),
 ) -> None:
