@@ -87,7 +87,7 @@ def measure(epochs) -> tuple[float, float]:
     n, wall, cpu = 0, time.perf_counter(), cpu_seconds()
     for batches in epochs:
         for batch in batches:
-            n += batch["drr"].shape[0]
+            n += batch["corr_0to1"].shape[0]
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     return n / wall, 1000 * cpu / n
 
