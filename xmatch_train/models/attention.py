@@ -99,6 +99,7 @@ class Mlp(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, d_in) -> (B, N, d_out)."""
         return self.net(x)
 
 
@@ -109,6 +110,7 @@ class NoAttention(nn.Module):
         super().__init__()
 
     def forward(self, x0, x1, rope0=None, rope1=None) -> Tokens:
+        """(B, N0, D), (B, N1, D) tokens and (N, 2 * head_dim) RoPE -> updated (x0, x1)."""
         return x0, x1
 
 
@@ -123,6 +125,7 @@ class _MessagePassing(nn.Module):
     layers: nn.ModuleList
 
     def forward(self, x0, x1, rope0=None, rope1=None) -> Tokens:
+        """(B, N0, D), (B, N1, D) tokens and (N, 2 * head_dim) RoPE -> updated (x0, x1)."""
         for kind, layer in zip(self.kinds, self.layers, strict=True):
             if kind == "self":
                 x0, x1 = layer(x0, x0, rope0, rope0), layer(x1, x1, rope1, rope1)
@@ -146,6 +149,7 @@ class GNNLayer(nn.Module):
         )
 
     def forward(self, x, source, rope_x=None, rope_s=None):
+        """(B, N, D) tokens attending to (B, M, D) `source` -> (B, N, D)."""
         message = self.attn(x, source, rope_x, rope_s)
         return x + self.mlp(torch.cat([x, message], dim=-1))
 
@@ -175,6 +179,7 @@ class LoFTRLayer(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
 
     def forward(self, x, source, rope_x=None, rope_s=None):
+        """(B, N, D) tokens attending to (B, M, D) `source` -> (B, N, D)."""
         message = self.norm1(self.attn(x, source, rope_x, rope_s))
         return x + self.norm2(self.mlp(torch.cat([x, message], dim=-1)))
 
@@ -206,6 +211,7 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, mlp_dim, dim, dropout)
 
     def forward(self, x, source, rope_x=None, rope_s=None):
+        """(B, N, D) tokens attending to (B, M, D) `source` -> (B, N, D)."""
         q = self.norm_q(x)
         s = q if self.norm_s is None else self.norm_s(source)
         x = x + self.attn(q, s, rope_x, rope_s)
@@ -235,6 +241,7 @@ class JointTransformer(nn.Module):
         self.layers = nn.ModuleList(Block(dim, heads, mlp_dim, dropout) for _ in range(depth))
 
     def forward(self, x0, x1, rope0=None, rope1=None) -> Tokens:
+        """(B, N0, D), (B, N1, D) tokens and (N, 2 * head_dim) RoPE -> updated (x0, x1)."""
         n0 = x0.shape[1]
         x = torch.cat([x0, x1], dim=1)
         rope = None if rope0 is None else torch.cat([rope0, rope1], dim=0)
