@@ -204,7 +204,7 @@ def _facts(ax, attrs, s, index, a, rc, pose, scale) -> None:
         )
     lines += [
         "",
-        f"display: 1 - exp(-x / {scale:.2g}), x = line integral of mu",
+        "display: 1 - exp(-x" + (f" / {scale:.2g}" if scale != 1 else "") + "), x = line integral",
         f"mu_water {attrs['mu_water']} 1/mm",
         f"hu_air {attrs['hu_air']} HU, patch {attrs['patch']} px",
     ]
