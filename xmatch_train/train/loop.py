@@ -1,15 +1,18 @@
-"""`pretrain`: the correspondence pretraining loop (single process or DDP under torchrun).
+"""The training loop (single process or DDP under torchrun) and the correspondence pretraining.
 
-Read top to bottom: runtime -> data -> model and optimizer -> resume -> loop (forward, MSE,
-backward, step, log, validate, checkpoint). Everything a resumed run needs is in
-``run_dir/ckpt/last.pt``: model, optimizer, scheduler, loss scaler, step, epoch, the number of
-batches consumed in the epoch, best validation AP and the torch RNG state.
+`fit` runs any task: read top to bottom: runtime -> data -> model and optimizer -> resume ->
+loop (forward, loss, backward, step, log, validate, checkpoint). A task (`CorrespondenceTask`
+here: view pairs, MSE on C, validation AP; `xmatch_train.finetune.FinetuneTask`: two-view
+studies, BCE, validation AUC/kappa) supplies the data, the model, the loss and the validation.
+Everything a resumed run needs is in ``run_dir/ckpt/last.pt``: model, optimizer, scheduler,
+loss scaler, step, epoch, the number of batches consumed in the epoch, the best validation
+score and the torch RNG state.
 
 Run directory:
     config.yaml   the resolved configuration
-    split.json    the train / val / test CT volumes
+    split.json    the train / val / test CT volumes (or studies)
     log.jsonl     one line per logged step (train) and per validation (split = "val")
-    ckpt/last.pt  latest checkpoint; ckpt/best.pt  best validation AP
+    ckpt/last.pt  latest checkpoint; ckpt/best.pt  best validation score (AP for pretraining)
     summary.json  steps, wall time, throughput, final validation metrics
 """
 
@@ -18,7 +21,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -58,17 +63,23 @@ def cosine_schedule(steps: int, warmup: int = 0, min_ratio: float = 0.0):
 
 
 class EpochIterator:
-    """Endless batches over epochs; remembers (epoch, batches consumed in it) for resuming."""
+    """Endless batches over epochs; remembers (epoch, batches consumed in it) for resuming.
 
-    def __init__(self, stream: PairStream, epoch: int = 0, position: int = 0, pin: bool = False):
-        self.stream, self.epoch, self.position, self.pin = stream, epoch, position, pin
+    Args:
+        batches: ``batches(epoch, skip)`` -> the batches of `epoch` after its first `skip`.
+        epoch, position: where to start.
+    """
+
+    def __init__(
+        self, batches: Callable[[int, int], Iterable[dict]], epoch: int = 0, position: int = 0
+    ):
+        self.batches, self.epoch, self.position = batches, epoch, position
         self._it = None
 
     def __next__(self) -> dict:
         while True:
             if self._it is None:
-                self.stream.set_epoch(self.epoch, self.position)
-                self._it = iter(make_loader(self.stream, self.pin))
+                self._it = iter(self.batches(self.epoch, self.position))
             try:
                 batch = next(self._it)
             except StopIteration:
@@ -114,8 +125,7 @@ def _layout(cfg: PretrainConfig, rt: dist.Runtime) -> dict:
     )
 
 
-def _check_resume(ckpt: dict, cfg: PretrainConfig, rt: dist.Runtime, path: Path) -> None:
-    saved, now = ckpt.get("layout", {}), _layout(cfg, rt)
+def _check_resume(saved: dict, now: dict, path: Path) -> None:
     diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
     if diff:
         raise ValueError(
@@ -132,16 +142,162 @@ def _trim_log(run_dir: Path, step: int) -> None:
         path.write_text("".join(json.dumps(r) + "\n" for r in keep))
 
 
+class Task(Protocol):
+    """What `fit` needs from a training task.
+
+    Attributes:
+        cfg: the run's config (``run_dir``, ``optim``, ``train`` and task-specific parts).
+        name: ``pretrain`` / ``finetune`` (progress bar, messages, checkpoints).
+        score: validation metric (higher is better) that selects ``ckpt/best.pt``.
+        samples_per_batch: per-rank batch size (throughput).
+    """
+
+    cfg: object
+    name: str
+    score: str
+    samples_per_batch: int
+
+    def layout(self, rt: dist.Runtime) -> dict:
+        """Data settings a resumed run must share (saved in checkpoints)."""
+
+    def prepare(self, rt: dist.Runtime, run_dir: Path, resuming: bool) -> None:
+        """Read the data and fix the split (reloaded from `run_dir` when resuming)."""
+
+    def save_split(self, run_dir: Path) -> None:
+        """Write ``split.json`` (rank 0)."""
+
+    def steps(self) -> int:
+        """Optimizer steps of the whole run."""
+
+    def build_model(self) -> torch.nn.Module:
+        """The model (on the CPU; initialised, e.g. from pretrained weights)."""
+
+    def param_groups(self, model: torch.nn.Module) -> Iterable:
+        """Parameters (or Adam parameter groups) to optimise."""
+
+    def batches(self, epoch: int, skip: int, rt: dist.Runtime) -> Iterable[dict]:
+        """This rank's training batches of `epoch` after its first `skip`."""
+
+    def loss(self, model: torch.nn.Module, batch: dict, rt: dist.Runtime) -> torch.Tensor:
+        """Scalar training loss of a batch (forward under ``rt.autocast()``)."""
+
+    def has_validation(self) -> bool:
+        """Whether there is a validation split."""
+
+    def validate(self, model: torch.nn.Module, rt: dist.Runtime) -> dict:
+        """Validation metrics (a dict holding `score`), computed on rank 0."""
+
+    def describe(self, model: torch.nn.Module, rt: dist.Runtime, steps: int) -> str:
+        """One line about the run (printed at the start)."""
+
+    def format_val(self, val: dict) -> str:
+        """Short text of validation metrics for the progress bar."""
+
+
+class CorrespondenceTask:
+    """Correspondence pretraining: view pairs streamed from stores, MSE on C, validation AP.
+
+    Args:
+        cfg: the run's `PretrainConfig`.
+    """
+
+    name = "pretrain"
+    score = "ap"
+
+    def __init__(self, cfg: PretrainConfig):
+        self.cfg = cfg
+        self.samples_per_batch = cfg.data.batch_size
+
+    def layout(self, rt: dist.Runtime) -> dict:
+        return _layout(self.cfg, rt)
+
+    def prepare(self, rt: dist.Runtime, run_dir: Path, resuming: bool) -> None:
+        # Split by CT volume; this rank's share of the training shards.
+        cfg, d = self.cfg, self.cfg.data
+        self.metas = [read_meta(p, allow_incomplete=d.allow_incomplete) for p in d.stores]
+        split_path = run_dir / "split.json"
+        if resuming and split_path.is_file():
+            self.split = load_split(split_path)
+        else:
+            keys = volume_keys(self.metas)
+            self.split = split_volumes(keys, d.val_fraction, d.test_fraction, d.split_seed)
+        self.transform = BatchTransform(d.display, d.image_size)
+        self.transform.factor(self.metas[0].image_shape)  # fail early on a size that does not fit
+        self.train_stream = make_stream(cfg, self.metas, self.split.keys("train"), rt, train=True)
+        self.val_stream = (
+            make_stream(cfg, self.metas, self.split.keys("val"), None, False)
+            if self.split.val
+            else None
+        )
+
+    def save_split(self, run_dir: Path) -> None:
+        save_split(run_dir / "split.json", self.metas, self.split)
+
+    def steps(self) -> int:
+        t = self.cfg.train
+        return t.steps or t.epochs * self.train_stream.batches_per_epoch(0)
+
+    def build_model(self) -> torch.nn.Module:
+        return build_model(self.cfg.model)
+
+    def param_groups(self, model: torch.nn.Module) -> Iterable:
+        return model.parameters()
+
+    def batches(self, epoch: int, skip: int, rt: dist.Runtime) -> Iterable[dict]:
+        self.train_stream.set_epoch(epoch, skip)
+        return make_loader(self.train_stream, rt.device.type == "cuda")
+
+    def loss(self, model: torch.nn.Module, batch: dict, rt: dist.Runtime) -> torch.Tensor:
+        batch = self.transform(batch, rt.device)  # display, augmentation, resize on the device
+        target = batch["corr_0to1"]
+        with rt.autocast():
+            pred = model(batch["view0"], batch["view1"])["corr"]
+        if pred.shape != target.shape:
+            raise ValueError(
+                f"model predicts {tuple(pred.shape)}, the store's corr is {tuple(target.shape)}: "
+                "the token grid must equal the patch grid (adjust data.image_size, "
+                "model.backbone_index or model.patch_size)"
+            )
+        return correspondence_loss(pred, target)
+
+    def has_validation(self) -> bool:
+        return bool(self.split.val)
+
+    def validate(self, model: torch.nn.Module, rt: dist.Runtime) -> dict:
+        self.val_stream.set_epoch(0)  # the same fixed random subset every time
+        loader = make_loader(self.val_stream)
+        cfg = self.cfg
+        return evaluate(model, loader, rt, self.transform, cfg.metrics, cfg.train.val_batches)
+
+    def describe(self, model: torch.nn.Module, rt: dist.Runtime, steps: int) -> str:
+        return (
+            f"xmatch pretrain: {self.cfg.model.name} ({count_parameters(model) / 1e6:.2f} M "
+            f"params) on {rt.device} x{rt.world_size}, amp={rt.amp_dtype}; "
+            f"{self.train_stream.n_samples} training samples ({len(self.split.train)} CTs), "
+            f"{steps} steps"
+        )
+
+    def format_val(self, val: dict) -> str:
+        return f"val mse {val['mse']:.3g} ap {val['ap']:.3f}"
+
+
 def pretrain(cfg: PretrainConfig) -> Path:
-    """Train (or resume) the run described by `cfg`; returns the run directory."""
+    """Train (or resume) the correspondence run described by `cfg`; returns the run directory."""
+    return fit(CorrespondenceTask(cfg))
+
+
+def fit(task: Task) -> Path:
+    """Train (or resume) `task` in ``task.cfg.run_dir``; returns the run directory."""
+    cfg = task.cfg
     rt = dist.setup(cfg.train.device, cfg.train.precision)
     try:
-        return _pretrain(cfg, rt)
+        return _fit(task, rt)
     finally:
         dist.teardown(rt)
 
 
-def _pretrain(cfg: PretrainConfig, rt: dist.Runtime) -> Path:
+def _fit(task: Task, rt: dist.Runtime) -> Path:
+    cfg = task.cfg
     t = cfg.train
     if t.threads and rt.device.type == "cpu":
         torch.set_num_threads(t.threads)
@@ -149,28 +305,18 @@ def _pretrain(cfg: PretrainConfig, rt: dist.Runtime) -> Path:
     last_path, best_path = run_dir / "ckpt" / "last.pt", run_dir / "ckpt" / "best.pt"
     ckpt = load_checkpoint(last_path) if t.resume and last_path.is_file() else None
     if ckpt is not None:
-        _check_resume(ckpt, cfg, rt, last_path)
+        _check_resume(ckpt.get("layout", {}), task.layout(rt), last_path)
 
-    # ---- data: split by CT volume, this rank's share of the training shards --------------
-    metas = [read_meta(p, allow_incomplete=cfg.data.allow_incomplete) for p in cfg.data.stores]
-    split_path = run_dir / "split.json"
-    if ckpt is not None and split_path.is_file():
-        split = load_split(split_path)
-    else:
-        d = cfg.data
-        split = split_volumes(volume_keys(metas), d.val_fraction, d.test_fraction, d.split_seed)
-    transform = BatchTransform(cfg.data.display, cfg.data.image_size)
-    transform.factor(metas[0].image_shape)  # fail early on an image size that does not fit
-    train_stream = make_stream(cfg, metas, split.keys("train"), rt, train=True)
-    val_stream = make_stream(cfg, metas, split.keys("val"), None, False) if split.val else None
-    steps = t.steps or t.epochs * train_stream.batches_per_epoch(0)
+    # ---- data ------------------------------------------------------------------------------
+    task.prepare(rt, run_dir, resuming=ckpt is not None)
+    steps = task.steps()
 
     # ---- model, optimizer, schedule ------------------------------------------------------
     torch.manual_seed(t.seed)
-    model = build_model(cfg.model).to(rt.device)
+    model = task.build_model().to(rt.device)
     o = cfg.optim
     optimizer = torch.optim.Adam(
-        model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay
+        task.param_groups(model), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, cosine_schedule(steps, o.warmup_steps, o.min_lr_ratio)
@@ -183,7 +329,7 @@ def _pretrain(cfg: PretrainConfig, rt: dist.Runtime) -> Path:
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         step, epoch, position = ckpt["step"], ckpt["epoch"], ckpt["position"]
-        best = ckpt["best_val_ap"]
+        best = ckpt.get("best_val", ckpt.get("best_val_ap", -math.inf))
         if rt.master:
             set_rng_state(ckpt["rng"])
         else:  # other ranks: a fresh, rank- and step-specific stream
@@ -193,14 +339,12 @@ def _pretrain(cfg: PretrainConfig, rt: dist.Runtime) -> Path:
     if rt.master:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
-        save_split(split_path, metas, split)
+        task.save_split(run_dir)
         if ckpt is not None:
             _trim_log(run_dir, step)
         logger = JsonlLogger(run_dir)
         print(
-            f"xmatch pretrain: {cfg.model.name} ({count_parameters(model) / 1e6:.2f} M params) "
-            f"on {rt.device} x{rt.world_size}, amp={rt.amp_dtype}; {train_stream.n_samples} "
-            f"training samples ({len(split.train)} CTs), {steps} steps"
+            task.describe(model, rt, steps)
             + (f", resuming at step {step}" if ckpt is not None else "")
         )
     raw_model = model
@@ -220,25 +364,19 @@ def _pretrain(cfg: PretrainConfig, rt: dist.Runtime) -> Path:
                 step=step,
                 epoch=data.epoch,
                 position=data.position,
-                best_val_ap=best,
+                best_val=best,
+                score=task.score,
+                task=task.name,
                 rng=rng_state(),
-                layout=_layout(cfg, rt),
+                layout=task.layout(rt),
                 config=to_dict(cfg),
-                model_name=cfg.model.name,
+                model_name=getattr(cfg.model, "name", task.name),
             ),
         )
 
-    def validate() -> dict:
-        val_stream.set_epoch(0)  # the same fixed random subset every time
-        loader = make_loader(val_stream)
-        metrics = evaluate(raw_model, loader, rt, transform, cfg.metrics, t.val_batches)
-        return {"step": step, "split": "val", **metrics}
-
     # ---- the loop ----------------------------------------------------------------------
-    data = EpochIterator(train_stream, epoch, position, pin=rt.device.type == "cuda")
-    bar = tqdm(
-        total=steps, initial=step, disable=not rt.master, dynamic_ncols=True, desc="pretrain"
-    )
+    data = EpochIterator(lambda e, skip: task.batches(e, skip, rt), epoch, position)
+    bar = tqdm(total=steps, initial=step, disable=not rt.master, dynamic_ncols=True, desc=task.name)
     model.train()
     loss_sum, n_loss, t_log, t_start, start_step = (
         0.0,
@@ -249,17 +387,7 @@ def _pretrain(cfg: PretrainConfig, rt: dist.Runtime) -> Path:
     )
     val = {}
     while step < steps:
-        batch = transform(next(data), rt.device)  # display, augmentation, resize on the device
-        target = batch["corr_0to1"]
-        with rt.autocast():
-            pred = model(batch["view0"], batch["view1"])["corr"]
-        if pred.shape != target.shape:
-            raise ValueError(
-                f"model predicts {tuple(pred.shape)}, the store's corr is {tuple(target.shape)}: "
-                "the token grid must equal the patch grid (adjust data.image_size, "
-                "model.backbone_index or model.patch_size)"
-            )
-        loss = correspondence_loss(pred, target)
+        loss = task.loss(model, next(data), rt)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if o.grad_clip > 0:
@@ -275,7 +403,7 @@ def _pretrain(cfg: PretrainConfig, rt: dist.Runtime) -> Path:
         if step % t.log_every == 0 or step == steps:
             now = time.perf_counter()
             mean_loss = dist.mean_over_ranks(loss_sum / n_loss, rt)
-            sps = n_loss * cfg.data.batch_size * rt.world_size / max(now - t_log, 1e-9)
+            sps = n_loss * task.samples_per_batch * rt.world_size / max(now - t_log, 1e-9)
             if logger is not None:
                 logger.log(
                     dict(
@@ -286,18 +414,21 @@ def _pretrain(cfg: PretrainConfig, rt: dist.Runtime) -> Path:
                         samples_per_s=sps,
                     )
                 )
-                bar.set_postfix(loss=f"{mean_loss:.3g}", pairs_s=f"{sps:.1f}")
+                bar.set_postfix(loss=f"{mean_loss:.3g}", samples_s=f"{sps:.1f}")
             loss_sum, n_loss, t_log = 0.0, 0, now
         stop = t.stop_after is not None and step - start_step >= t.stop_after
         # The same decisions on every rank; only rank 0 validates and writes.
-        val_due = bool(split.val) and ((t.val_every and step % t.val_every == 0) or step == steps)
+        val_due = task.has_validation() and (
+            (t.val_every and step % t.val_every == 0) or step == steps
+        )
         ckpt_due = step % t.ckpt_every == 0 or step == steps or stop
         if rt.master and val_due:
-            val = validate()
+            val = {"step": step, "split": "val", **task.validate(raw_model, rt)}
             logger.log(val)
-            bar.write(f"step {step}: val mse {val['mse']:.3g} ap {val['ap']:.3f}")
-            if val["ap"] > best or not math.isfinite(best):
-                best = val["ap"] if math.isfinite(val["ap"]) else best
+            bar.write(f"step {step}: {task.format_val(val)}")
+            score = val[task.score]
+            if score > best or not math.isfinite(best):
+                best = score if math.isfinite(score) else best
                 checkpoint(best_path)
         if rt.master and ckpt_due:
             checkpoint(last_path)
@@ -308,22 +439,23 @@ def _pretrain(cfg: PretrainConfig, rt: dist.Runtime) -> Path:
     bar.close()
 
     if rt.master:
-        if val_stream is None:  # no validation split: the last weights are the best we have
+        if not task.has_validation():  # no validation split: the last weights are the best
             checkpoint(best_path)
         elapsed = time.perf_counter() - t_start
+        throughput = (step - start_step) * task.samples_per_batch * rt.world_size
         summary = dict(
             steps=step,
             done=step >= steps,
             wall_s=elapsed,
-            pairs_per_s=(step - start_step)
-            * cfg.data.batch_size
-            * rt.world_size
-            / max(elapsed, 1e-9),
+            samples_per_s=throughput / max(elapsed, 1e-9),
             world_size=rt.world_size,
             device=str(rt.device),
-            best_val_ap=best if math.isfinite(best) else None,
+            score=task.score,
+            best_val=best if math.isfinite(best) else None,
             last_val=val,
         )
+        if task.name == "pretrain":  # the pretraining's names for the same numbers
+            summary.update(pairs_per_s=summary["samples_per_s"], best_val_ap=summary["best_val"])
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
         logger.close()
     return run_dir
