@@ -1,4 +1,7 @@
-"""The paper's correspondence metrics, accumulated over batches.
+"""The paper's metrics: correspondence (Table 1), accumulated over batches, and study-level
+classification (Table 3, `classification_metrics`).
+
+Correspondence:
 
 * MSE over all matrix entries;
 * precision and recall over all entries: ground truth positive where C > ``gt_threshold``
@@ -150,3 +153,42 @@ def _numpy(x) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().float().cpu().numpy()
     return np.asarray(x)
+
+
+def classification_metrics(labels, probs, threshold: float = 0.5) -> dict[str, float]:
+    """Study-level binary classification metrics (the paper's Table 3), with scikit-learn.
+
+    Args:
+        labels: (S,) 0/1 ground truth per study (1 = abnormal).
+        probs: (S,) predicted probability of abnormal per study.
+        threshold: a study is predicted abnormal when its probability is >= this.
+
+    Returns:
+        ``accuracy``, ``precision``, ``recall``, ``kappa`` (Cohen's), ``auc`` (ROC), fractions
+        in [0, 1] (NaN where undefined: precision without predicted positives, AUC or kappa
+        with one class only), and ``studies`` / ``positives`` counts.
+    """
+    from sklearn.metrics import (
+        accuracy_score,
+        cohen_kappa_score,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
+
+    y = np.asarray(labels).astype(np.int64).ravel()
+    p = np.asarray(probs, dtype=np.float64).ravel()
+    if y.shape != p.shape or y.size == 0:
+        raise ValueError(f"need as many labels as probabilities (> 0), got {y.size} and {p.size}")
+    pred = (p >= threshold).astype(np.int64)
+    both = len(np.unique(y)) == 2
+    single = len(np.unique(np.r_[y, pred])) == 1  # kappa is 0/0 with one class everywhere
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "precision": float(precision_score(y, pred, zero_division=np.nan)),
+        "recall": float(recall_score(y, pred, zero_division=np.nan)),
+        "kappa": math.nan if single else float(cohen_kappa_score(y, pred)),
+        "auc": float(roc_auc_score(y, p)) if both else math.nan,
+        "studies": int(y.size),
+        "positives": int(y.sum()),
+    }
