@@ -66,7 +66,13 @@ def _load_run(
     ckpt = load_checkpoint(path)
     # The checkpoint holds every weight; never read the (maybe absent) pretrained file again.
     model = build_model(replace(cfg.model, pretrained_file=None))
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        raise ValueError(
+            f"{path}: weights do not fit the '{cfg.model.name}' model of {run_dir}/config.yaml "
+            f"(written by another version of the code?): {str(err).splitlines()[0]}"
+        ) from err
     return cfg, model.to(rt.device).eval(), int(ckpt.get("step", -1))
 
 
