@@ -109,6 +109,9 @@ def test_stop_and_resume_continues_exactly(store, tmp_path):
     assert [r["loss"] for r in split if "loss" in r] == [r["loss"] for r in full if "loss" in r]
     a, b = (load_checkpoint(tmp_path / d / "ckpt" / "last.pt")["model"] for d in ("full", "split"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+    summary = (tmp_path / "split" / "summary.json").read_text()
+    pretrain(load_config(path))  # a finished run is left as it is
+    assert (tmp_path / "split" / "summary.json").read_text() == summary
     with pytest.raises(ValueError, match="data layout changed"):
         pretrain(load_config(path, ["data.batch_size=2", "train.steps=12"]))
 

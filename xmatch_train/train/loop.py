@@ -347,6 +347,11 @@ def _fit(task: Task, rt: dist.Runtime) -> Path:
             task.describe(model, rt, steps)
             + (f", resuming at step {step}" if ckpt is not None else "")
         )
+    if step >= steps:  # a finished run: nothing to train, keep its summary
+        if logger is not None:
+            print(f"{run_dir}: already trained ({step} of {steps} steps); nothing to do")
+            logger.close()
+        return run_dir
     raw_model = model
     if rt.ddp:
         model = DistributedDataParallel(
