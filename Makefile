@@ -5,9 +5,10 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export NUMBA_THREADING_LAYER ?= omp
 
-DEMO_STORE := data/demo.zarr
+DEMO_STORE     := data/demo.zarr
+PRETRAIN_STORE := data/pretrain.zarr
 
-.PHONY: install test test-slow lint format demo data bench clean
+.PHONY: install test test-slow lint format demo data pretrain bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -46,11 +47,19 @@ demo: data
 	$(BIN)/drrgen show $(DEMO_STORE) --index 100 --out data/demo_sample100.png
 	@echo "demo figures: data/demo_sample0.png data/demo_sample100.png"
 
+# Correspondence pretraining, CPU-sized (see pipelines/pretrain_cpu.yaml; GPU: pretrain_gpu.yaml).
+# Builds the store when absent; a finished store or run is kept (reruns resume).
+pretrain: data
+	$(BIN)/drrgen build --config pipelines/pretrain_cpu_store.yaml --ct-dir data/ct --out $(PRETRAIN_STORE)
+	$(BIN)/xmatch pretrain --config pipelines/pretrain_cpu.yaml
+	$(BIN)/xmatch eval --store $(PRETRAIN_STORE) --run runs/pretrain_cpu/transformer --out runs/pretrain_cpu/eval
+
 bench: install
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/bench_projector.py
 	$(BIN)/python benchmarks/bench_correspondence.py
 	$(BIN)/python benchmarks/bench_build.py
+	$(BIN)/python benchmarks/bench_loader.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
