@@ -1,0 +1,45 @@
+"""``drrgen fracture``: the synthetic two-view fracture dataset (intact vs fractured CTs)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import typer
+
+from drrgen.cli.app import app
+
+
+@app.command()
+def fracture(
+    out: Path = typer.Option(Path("data/fracture"), "--out", help="Dataset folder to write."),
+    phantoms: int = typer.Option(24, "--phantoms", min=0, help="Procedural limb phantoms."),
+    phantom_seed: int = typer.Option(1000, "--phantom-seed", min=0, help="First phantom seed."),
+    ct_dir: Path = typer.Option(None, "--ct-dir", help="Also use the CTs (HU) in this folder."),
+    studies: int = typer.Option(40, "--studies-per-volume", min=1, help="Studies per volume."),
+    size: int = typer.Option(128, "--size", min=16, help="Image side, pixels."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split and the studies."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Processes rendering volumes."),
+) -> None:
+    """Render two-view studies of intact (label 0) and fractured (label 1) CTs as PNGs plus
+    studies.csv (the generic study format of `xmatch finetune`); split by volume. Safe to
+    rerun: a complete dataset with the same parameters is kept."""
+    from drrgen.fracture.dataset import FractureDatasetConfig, StudyViewConfig
+    from drrgen.fracture.dataset import write_fracture_dataset as write
+
+    cfg = FractureDatasetConfig(
+        phantoms=phantoms,
+        phantom_seed=phantom_seed,
+        ct_dir=None if ct_dir is None else str(ct_dir),
+        studies_per_volume=studies,
+        seed=seed,
+        views=replace(StudyViewConfig(), size=size),
+    )
+    start = time.perf_counter()
+    try:
+        path = write(out, cfg, workers=workers)
+    except (ValueError, FileExistsError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    typer.echo(f"fracture dataset: {path} ({time.perf_counter() - start:.1f} s)")

@@ -1,0 +1,88 @@
+"""The synthetic fracture dataset: labels match the renders, splits by volume, idempotent."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from drrgen import View, project
+from drrgen.fracture.dataset import (
+    FractureDatasetConfig,
+    StudyViewConfig,
+    plan_volumes,
+    split_volumes,
+    to_uint8,
+    write_fracture_dataset,
+)
+
+TINY = FractureDatasetConfig(
+    phantoms=3,
+    phantom_seed=1000,
+    phantom_shape=(64, 64, 80),
+    studies_per_volume=4,
+    val_fraction=0.34,
+    test_fraction=0.34,
+    views=StudyViewConfig(size=32, fov_mm=(40.0, 60.0)),
+)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_fracture_dataset(tmp_path_factory.mktemp("fx") / "fracture", TINY, progress=False)
+
+
+def _records(root):
+    return [json.loads(line) for line in (root / "studies.jsonl").read_text().splitlines()]
+
+
+def test_layout_counts_and_split_by_volume(dataset):
+    info = json.loads((dataset / "dataset.json").read_text())
+    assert info["complete"] and info["config"] == TINY.to_dict()
+    rows = list(csv.DictReader(open(dataset / "studies.csv")))
+    assert len(rows) == 12 and set(rows[0]) == {"study_id", "label", "split", "patient", "images"}
+    assert {info["counts"][s]["volumes"] for s in ("train", "val", "test")} == {1}
+    by_volume: dict[str, set] = {}
+    for r in rows:
+        by_volume.setdefault(r["patient"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in by_volume.values())  # a volume never straddles splits
+    for r in rows:
+        for path in r["images"].split(";"):
+            im = Image.open(dataset / path)
+            assert im.mode == "L" and im.size == (32, 32)
+    labels = [int(r["label"]) for r in rows]
+    assert sum(labels) == 6  # half of every volume's studies are fractured
+
+
+def test_positives_are_fractured_renders_and_negatives_intact(dataset):
+    entries = plan_volumes(TINY)
+    for rec in _records(dataset):
+        volume = entries[rec["volume"]].load(TINY.phantom_shape)
+        assert (rec["fracture"] is not None) == (rec["label"] == 1)
+        for path, vec in zip(rec["images"], rec["views"], strict=True):
+            view = View.from_vector(vec, (32, 32))
+            intact = to_uint8(project(volume.to_mu(TINY.views.mu_water), view)).astype(int)
+            stored = np.asarray(Image.open(dataset / path), dtype=int)
+            if rec["label"] == 0:
+                assert np.abs(stored - intact).max() <= 1
+            else:
+                assert np.abs(stored - intact).max() > 10  # the fracture shows
+
+
+def test_rerun_keeps_and_conflicts_are_refused(dataset):
+    mtime = (dataset / "studies.csv").stat().st_mtime_ns
+    assert write_fracture_dataset(dataset, TINY, progress=False) == dataset
+    assert (dataset / "studies.csv").stat().st_mtime_ns == mtime
+    with pytest.raises(FileExistsError, match="not a complete fracture dataset"):
+        write_fracture_dataset(dataset, replace(TINY, seed=1), progress=False)
+
+
+def test_volume_split_rule():
+    names = split_volumes(24, 0.15, 0.25, seed=0)
+    assert (names.count("train"), names.count("val"), names.count("test")) == (14, 4, 6)
+    assert names == split_volumes(24, 0.15, 0.25, seed=0)
+    assert split_volumes(3, 0.2, 0.2, seed=0).count("train") == 1
