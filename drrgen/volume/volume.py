@@ -105,8 +105,12 @@ class Volume:
 
     def to_mu(self, mu_water: float = 0.02) -> Volume:
         """HU -> linear attenuation ``mu = mu_water * max(0, 1 + HU / 1000)``, mu_water in 1/mm."""
-        mu = np.maximum(np.float32(0), np.float32(1) + self.data / np.float32(1000))
-        return Volume(mu * np.float32(mu_water), self.affine, self.source)
+        # In place on one temporary: the same float32 operations, a third of the memory traffic.
+        mu = self.data / np.float32(1000)
+        mu += np.float32(1)
+        np.maximum(mu, np.float32(0), out=mu)
+        mu *= np.float32(mu_water)
+        return Volume(mu, self.affine, self.source)
 
     def axis_major(self, axis: int) -> np.ndarray:
         """The data laid out for rays whose dominant index axis is `axis` (0=i, 1=j, 2=k).
