@@ -55,9 +55,7 @@ def load_image(path: str | Path, size: int) -> np.ndarray:
     top, left = (side - h) // 2, (side - w) // 2
     square[top : top + h, left : left + w] = arr
     if side != size:
-        square = np.asarray(
-            Image.fromarray(square).resize((size, size), Image.Resampling.BILINEAR)
-        )
+        square = np.asarray(Image.fromarray(square).resize((size, size), Image.Resampling.BILINEAR))
     return np.clip(square, 0.0, 1.0).astype(np.float32, copy=False)
 
 

@@ -12,9 +12,11 @@ after the class token, the pre-softmax attention logits of layer l get ``alpha_l
 the A-to-B block (queries of A, keys of B) and ``alpha_l * C^T`` in the B-to-A block; the class
 token's row and column and the A-A and B-B blocks are untouched. C (B, N, N) is the predicted
 correspondence of a frozen pretrained model (`guidance.CorrespondenceGuide`); one learnable
-alpha per layer. The bias is shaped (B, 1, T, T), T = 1 + 2N, so it broadcasts over heads
-(a (B, T, T) mask silently broadcasts wrongly against (B, heads, T, T) scores when
-B == heads), and it is cast to the query dtype (autocast's dtype under AMP). A float mask rules
+alpha per layer. (Only the class token of the last layer is read and its row is unbiased, so
+the last layer's alpha has no effect on the output and gets no gradient.) The bias is shaped
+(B, 1, T, T), T = 1 + 2N, so it broadcasts over heads (a (B, T, T) mask silently broadcasts
+wrongly against (B, heads, T, T) scores when B == heads), and it is cast to the query dtype
+(autocast's dtype under AMP). A float mask rules
 out the flash kernel; with T = 513 at 256 px the bias costs B x T^2 values per layer.
 """
 

@@ -160,14 +160,17 @@ def read_mura(
         labels: dict[str, int] = {}
         for n, row in enumerate(_read_lines(labels_csv), start=1):
             if len(row) != 2 or row[1].strip() not in ("0", "1"):
-                raise StudyDataError(f"{labels_csv}, line {n}: expected 'study_dir/,0|1', got {row}")
+                raise StudyDataError(
+                    f"{labels_csv}, line {n}: expected 'study_dir/,0|1', got {row}"
+                )
             labels[row[0].strip().rstrip("/")] = int(row[1])
         images: dict[str, list[str]] = {}
         for n, row in enumerate(_read_lines(paths_csv), start=1):
             rel = row[0].strip()
             if not rel.startswith(MURA_DIR + "/"):
-                raise StudyDataError(f"{paths_csv}, line {n}: path {rel!r} does not start with "
-                                     f"{MURA_DIR}/")  # fmt: skip
+                raise StudyDataError(
+                    f"{paths_csv}, line {n}: path {rel!r} does not start with {MURA_DIR}/"
+                )
             images.setdefault(rel.rsplit("/", 1)[0], []).append(rel)
         for study_dir, label in labels.items():
             m = _MURA_STUDY.search(study_dir)
@@ -210,7 +213,11 @@ def read_study_csv(path: str | Path, min_views: int = 2, check_files: bool = Tru
     header = [c.strip().lower() for c in rows[0]]
     col = {name: _column(header, name) for name in ("study_id", "label", "split", "patient")}
     col_images, col_image = _column(header, "images"), _column(header, "image")
-    if col["study_id"] is None or col["label"] is None or (col_images is None and col_image is None):
+    if (
+        col["study_id"] is None
+        or col["label"] is None
+        or (col_images is None and col_image is None)
+    ):
         raise StudyDataError(
             f"{path}: header {rows[0]} needs study_id, label and images (or image) columns"
         )

@@ -1,0 +1,337 @@
+"""`FinetuneTask`: fracture classification as a task of the shared training loop
+(`xmatch_train.train.loop.fit`), and `finetune`, its entry point.
+
+Per step: a batch of two-view studies (random view pair per study), the paper's photometric
+augmentation per view on the device, the frozen guide's C of the clean views (guided runs),
+binary cross-entropy of the study logit. Validation scores the validation studies with the fixed
+view pair; ``select_metric`` picks ``ckpt/best.pt``. The split (study ids per split) is saved
+in ``split.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from xmatch_train.data.batch import photometric
+from xmatch_train.finetune.config import FinetuneConfig
+from xmatch_train.finetune.dataset import (
+    EpochBatches,
+    StudyDataset,
+    batches_per_epoch,
+    make_loader,
+    to_device,
+)
+from xmatch_train.finetune.guidance import CorrespondenceGuide, pretrained_encoder_state
+from xmatch_train.finetune.model import FUSIONS, FractureClassifier
+from xmatch_train.finetune.studies import (
+    SPLITS,
+    Study,
+    carve_validation,
+    read_mura,
+    read_study_csv,
+    summary,
+)
+from xmatch_train.metrics import classification_metrics
+from xmatch_train.models import MultiViewViT, count_parameters
+from xmatch_train.train import dist
+from xmatch_train.train.loop import fit
+
+SELECT = ("auc", "kappa", "accuracy", "neg_loss")
+
+
+def check_config(cfg: FinetuneConfig) -> FinetuneConfig:
+    """Raise `ValueError` naming the option for inconsistent settings; returns `cfg`."""
+    if cfg.data.format not in ("mura", "csv"):
+        raise ValueError(f"data.format must be 'mura' or 'csv', got {cfg.data.format!r}")
+    if cfg.model.fusion not in FUSIONS:
+        raise ValueError(f"model.fusion must be one of {FUSIONS}, got {cfg.model.fusion!r}")
+    if cfg.guidance.enabled and cfg.model.fusion != "early":
+        raise ValueError("guidance.enabled needs model.fusion=early")
+    if cfg.guidance.enabled and not (cfg.guidance.run or cfg.model.init_from):
+        raise ValueError("guidance.enabled needs guidance.run (or model.init_from): a pretraining")
+    if cfg.select_metric not in SELECT:
+        raise ValueError(f"select_metric must be one of {SELECT}, got {cfg.select_metric!r}")
+    if cfg.data.image_size % cfg.model.patch_size:
+        raise ValueError(
+            f"data.image_size {cfg.data.image_size} must be a multiple of model.patch_size "
+            f"{cfg.model.patch_size}"
+        )
+    return cfg
+
+
+def load_studies(cfg: FinetuneConfig) -> list[Study]:
+    """The studies of ``cfg.data`` with their train / val / test split."""
+    d = cfg.data
+    if d.format == "mura":
+        studies = read_mura(d.root, d.body_parts, d.min_views)
+    else:
+        studies = read_study_csv(d.root, d.min_views)
+    if not studies:
+        raise ValueError(f"{d.root}: no studies with at least {d.min_views} views")
+    return carve_validation(studies, d.val_fraction, d.split_seed)
+
+
+def apply_split(studies: list[Study], path: Path) -> list[Study]:
+    """Studies with the split recorded in ``split.json`` (a resumed or evaluated run)."""
+    try:
+        recorded = json.loads(Path(path).read_text())["studies"]
+    except (OSError, KeyError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a fine-tuning split file ({err})") from err
+    split_of = {sid: name for name in SPLITS for sid in recorded.get(name, [])}
+    missing = [s.study_id for s in studies if s.study_id not in split_of]
+    if missing:
+        raise ValueError(
+            f"{path}: {len(missing)} studies are not in the recorded split, "
+            f"e.g. {missing[:3]}; the dataset changed since the run started"
+        )
+    return [replace(s, split=split_of[s.study_id]) for s in studies]
+
+
+def guide_source(cfg: FinetuneConfig) -> str | None:
+    """The pretraining run whose C guides attention (None when guidance is off)."""
+    if not cfg.guidance.enabled:
+        return None
+    return cfg.guidance.run or cfg.model.init_from
+
+
+def build_classifier(cfg: FinetuneConfig, pretrained: bool = True) -> FractureClassifier:
+    """The classifier of `cfg`, its encoder initialised from ``model.init_from`` (a ``vit_s``
+    correspondence pretraining) or ``model.pretrained_file`` (timm weights) when `pretrained`.
+
+    Raises:
+        ValueError: the pretraining's ViT differs in shape (names both settings).
+    """
+    m = cfg.model
+    encoder = MultiViewViT(
+        img_size=cfg.data.image_size,
+        patch_size=m.patch_size,
+        in_chans=1,
+        width=m.width,
+        depth=m.depth,
+        heads=m.heads,
+        mlp_ratio=m.mlp_dim / m.width,
+        drop_path=m.drop_path,
+        pretrained_file=m.pretrained_file if pretrained else None,
+    )
+    if pretrained and m.init_from:
+        state, pre = pretrained_encoder_state(m.init_from)
+        mine = (cfg.data.image_size, m.patch_size, m.width, m.depth, m.heads, m.mlp_dim)
+        theirs = (
+            pre.model.img_size,
+            pre.model.patch_size,
+            pre.model.width,
+            pre.model.depth,
+            pre.model.heads,
+            pre.model.mlp_dim,
+        )
+        if mine != theirs:
+            raise ValueError(
+                f"model.init_from {m.init_from}: its ViT (img_size, patch, width, depth, heads, "
+                f"mlp_dim) = {theirs} differs from this classifier's {mine}"
+            )
+        encoder.load_state_dict(state)
+    return FractureClassifier(
+        encoder,
+        m.fusion,
+        cfg.guidance.enabled,
+        cfg.guidance.alpha_init,
+        m.dropout,
+        m.input_mean,
+        m.input_std,
+    )
+
+
+def model_inputs(
+    batch: dict, rt: dist.Runtime, guide: CorrespondenceGuide | None, augment: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """(views (B, 2, 1, S, S) augmented on the device, C of the clean views or None, labels)."""
+    batch = to_device(batch, rt.device)
+    clean = batch["views"]
+    views = clean
+    if augment:
+        b = clean.shape[0]
+        flat = photometric(clean.flatten(0, 1), batch["photo"].flatten(0, 1))
+        views = flat.view(b, 2, *flat.shape[1:])
+    corr = guide(clean) if guide is not None else None
+    return views, corr, batch["label"].float()
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    dataset: StudyDataset,
+    rt: dist.Runtime,
+    guide: CorrespondenceGuide | None,
+    batch_size: int,
+    workers: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Study probabilities with the fixed view pair, in dataset order.
+
+    Returns:
+        (S,) labels, (S,) probabilities of abnormal, (S,) logits.
+    """
+    was = model.training
+    model.eval()
+    labels, logits = [], []
+    try:
+        sampler = EpochBatches(len(dataset), batch_size, shuffle=False)
+        for batch in make_loader(dataset, sampler, workers):
+            views, corr, label = model_inputs(batch, rt, guide, augment=False)
+            with rt.autocast():
+                logit = model(views, corr)
+            logits.append(logit.float().cpu())
+            labels.append(label.cpu())
+    finally:
+        model.train(was)
+    logit = torch.cat(logits).numpy()
+    return torch.cat(labels).numpy(), 1.0 / (1.0 + np.exp(-logit)), logit
+
+
+def scores(labels: np.ndarray, probs: np.ndarray, logits: np.ndarray, threshold: float) -> dict:
+    """`classification_metrics` plus the mean BCE ``loss`` and ``neg_loss``."""
+    out = classification_metrics(labels, probs, threshold)
+    loss = float(
+        F.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(labels))
+    )
+    return dict(out, loss=loss, neg_loss=-loss)
+
+
+class FinetuneTask:
+    """Fracture classification on two-view studies (see the module docstring).
+
+    Args:
+        cfg: the run's `FinetuneConfig`.
+    """
+
+    name = "finetune"
+
+    def __init__(self, cfg: FinetuneConfig):
+        self.cfg = check_config(cfg)
+        self.score = cfg.select_metric
+        self.samples_per_batch = cfg.data.batch_size
+        self.guide: CorrespondenceGuide | None = None
+        self.world_size = 1
+
+    def layout(self, rt: dist.Runtime) -> dict:
+        d = self.cfg.data
+        return dict(
+            world_size=rt.world_size,
+            batch_size=d.batch_size,
+            image_size=d.image_size,
+            format=d.format,
+            root=d.root,
+        )
+
+    def prepare(self, rt: dist.Runtime, run_dir: Path, resuming: bool) -> None:
+        cfg, d = self.cfg, self.cfg.data
+        self.world_size = rt.world_size
+        studies = load_studies(cfg)
+        split_path = run_dir / "split.json"
+        if resuming and split_path.is_file():
+            studies = apply_split(studies, split_path)
+        self.studies = studies
+        part = {name: [s for s in studies if s.split == name] for name in SPLITS}
+        if len(part["train"]) < d.batch_size * rt.world_size:
+            raise ValueError(
+                f"{d.root}: {len(part['train'])} training studies, fewer than one batch of "
+                f"{d.batch_size} x {rt.world_size} rank(s)"
+            )
+        seed = cfg.train.seed
+        self.train_set = StudyDataset(
+            part["train"], d.image_size, True, d.augment, seed, d.cache_images
+        )
+        self.val_set = StudyDataset(part["val"], d.image_size, False, cache=d.cache_images)
+        source = guide_source(cfg)
+        if source is not None:
+            grid = (d.image_size // cfg.model.patch_size,) * 2
+            self.guide = CorrespondenceGuide.from_run(source, grid, cfg.guidance.checkpoint)
+            self.guide.to(rt.device)
+
+    def save_split(self, run_dir: Path) -> None:
+        record = dict(
+            source=dict(format=self.cfg.data.format, root=self.cfg.data.root),
+            counts=summary(self.studies),
+            studies={n: [s.study_id for s in self.studies if s.split == n] for n in SPLITS},
+        )
+        (run_dir / "split.json").write_text(json.dumps(record, indent=1))
+
+    def steps(self) -> int:
+        t, d = self.cfg.train, self.cfg.data
+        per_epoch = batches_per_epoch(len(self.train_set), d.batch_size, self.world_size)
+        return t.steps or t.epochs * per_epoch
+
+    def build_model(self) -> torch.nn.Module:
+        return build_classifier(self.cfg)
+
+    def param_groups(self, model: FractureClassifier) -> Iterable:
+        alpha_lr = self.cfg.guidance.alpha_lr
+        if model.alpha is None or alpha_lr is None:
+            return model.parameters()
+        rest = [p for n, p in model.named_parameters() if n != "alpha"]
+        return [{"params": rest}, {"params": [model.alpha], "lr": alpha_lr}]
+
+    def batches(self, epoch: int, skip: int, rt: dist.Runtime) -> Iterable[dict]:
+        d = self.cfg.data
+        self.train_set.set_epoch(epoch)
+        sampler = EpochBatches(
+            len(self.train_set),
+            d.batch_size,
+            seed=self.cfg.train.seed,
+            epoch=epoch,
+            world_size=rt.world_size,
+            rank=rt.rank,
+            skip=skip,
+        )
+        return make_loader(self.train_set, sampler, d.num_workers, rt.device.type == "cuda")
+
+    def loss(self, model: torch.nn.Module, batch: dict, rt: dist.Runtime) -> torch.Tensor:
+        views, corr, label = model_inputs(batch, rt, self.guide, augment=True)
+        with rt.autocast():
+            logits = model(views, corr)
+        return F.binary_cross_entropy_with_logits(logits.float(), label)
+
+    def has_validation(self) -> bool:
+        return len(self.val_set) > 0
+
+    def validate(self, model: torch.nn.Module, rt: dist.Runtime) -> dict:
+        d = self.cfg.data
+        labels, probs, logits = predict(
+            model, self.val_set, rt, self.guide, d.batch_size, d.num_workers
+        )
+        out = scores(labels, probs, logits, self.cfg.threshold)
+        if model.alpha is not None:
+            out["alpha"] = [round(float(a), 4) for a in model.alpha.detach().cpu()]
+        return out
+
+    def describe(self, model: torch.nn.Module, rt: dist.Runtime, steps: int) -> str:
+        cfg, counts = self.cfg, summary(self.studies)
+        init = "random init"
+        if cfg.model.init_from:
+            init = f"encoder from {cfg.model.init_from}"
+        elif cfg.model.pretrained_file:
+            init = f"timm weights {cfg.model.pretrained_file}"
+        guided = f", guided by {guide_source(cfg)}" if self.guide is not None else ""
+        return (
+            f"xmatch finetune: ViT ({count_parameters(model) / 1e6:.2f} M params), "
+            f"{cfg.model.fusion} fusion, {init}{guided}; on {rt.device} x{rt.world_size}, "
+            f"amp={rt.amp_dtype}; studies train {counts['train']['studies']} / val "
+            f"{counts['val']['studies']} / test {counts['test']['studies']}, {steps} steps"
+        )
+
+    def format_val(self, val: dict) -> str:
+        return (
+            f"val auc {val['auc']:.3f} kappa {val['kappa']:.3f} acc {val['accuracy']:.3f} "
+            f"loss {val['loss']:.3f}"
+        )
+
+
+def finetune(cfg: FinetuneConfig) -> Path:
+    """Train (or resume) the fine-tuning run `cfg`; returns the run directory."""
+    return fit(FinetuneTask(cfg))
