@@ -1,4 +1,5 @@
-"""The ``xmatch`` command line: ``xmatch pretrain`` and ``xmatch eval``.
+"""The ``xmatch`` command line: ``xmatch pretrain``, ``xmatch finetune``, ``xmatch finetune-table``
+and ``xmatch eval``.
 
 Heavy imports (torch, timm, zarr) happen inside the commands, so ``xmatch --help`` is fast.
 """
@@ -61,7 +62,9 @@ def pretrain(
 
 @app.command("eval")
 def eval_(
-    store: list[str] = typer.Option(..., "--store", help="store(s) to evaluate on"),
+    store: list[str] = typer.Option(
+        None, "--store", help="store(s) to evaluate correspondence runs on (not for fine-tuning)"
+    ),
     run: list[Path] = typer.Option(..., "--run", help="run directory (repeat for several runs)"),
     out: Path = typer.Option(
         ..., "--out", help="output directory for table.md, metrics.json, figures"
@@ -78,10 +81,31 @@ def eval_(
     workers: int = typer.Option(2, help="DataLoader workers"),
     allow_incomplete: bool = typer.Option(False, help="accept stores still being built"),
 ) -> None:
-    """Evaluate trained runs on a store; write table.md, metrics.json and figures to OUT."""
+    """Evaluate trained runs; write table.md, metrics.json and figures to OUT.
+
+    Correspondence runs are scored on --store (Table 1); fine-tuning runs (`xmatch finetune`)
+    on their own dataset's studies (Table 3; split auto = test, seeds of a row averaged).
+    """
+    from xmatch_train.finetune.report import evaluate_finetune_runs, is_finetune_run
     from xmatch_train.report import evaluate_runs
 
+    kinds = {is_finetune_run(r) for r in run}
     with _user_errors():
+        if kinds == {True}:
+            table = evaluate_finetune_runs(
+                run,
+                out,
+                split="test" if split == "auto" else split,
+                checkpoint=checkpoint,
+                batch_size=batch_size,
+                workers=workers,
+            )
+            typer.echo(table)
+            return
+        if len(kinds) > 1:
+            raise ValueError("--run: mix of fine-tuning and correspondence runs; evaluate apart")
+        if not store:
+            raise ValueError("--store is required to evaluate correspondence runs")
         table = evaluate_runs(
             store,
             run,
@@ -93,5 +117,49 @@ def eval_(
             figures=figures,
             workers=workers,
             allow_incomplete=allow_incomplete,
+        )
+    typer.echo(table)
+
+
+@app.command()
+def finetune(
+    config: Path = typer.Option(
+        ..., "--config", "-c", help="YAML config, e.g. pipelines/finetune_synthetic.yaml"
+    ),
+    overrides: list[str] = typer.Argument(
+        None, help="dotted overrides, e.g. model.fusion=late train.seed=1"
+    ),
+) -> None:
+    """Fine-tune the fracture classifier (one run; resumes from RUN_DIR/ckpt/last.pt)."""
+    from xmatch_train.config import load_config
+    from xmatch_train.finetune import FinetuneConfig
+    from xmatch_train.finetune import finetune as run
+
+    with _user_errors():
+        run_dir = run(load_config(config, overrides, cls=FinetuneConfig))
+    typer.echo(f"run directory: {run_dir}")
+
+
+@app.command("finetune-table")
+def finetune_table(
+    config: Path = typer.Option(
+        ..., "--config", "-c", help="YAML config, e.g. pipelines/finetune_synthetic.yaml"
+    ),
+    overrides: list[str] = typer.Argument(None, help="dotted overrides for every run"),
+    seeds: str = typer.Option(None, help="comma-separated seeds (default: table.seeds)"),
+    rows: str = typer.Option(None, help="comma-separated rows (default: table.rows)"),
+    out: Path = typer.Option(None, "--out", help="table folder (default: table.out)"),
+) -> None:
+    """Run the whole Table-3 comparison (rows x seeds, finished runs kept), then evaluate."""
+    from xmatch_train.config import load_config
+    from xmatch_train.finetune import FinetuneConfig, run_table
+
+    with _user_errors():
+        base = load_config(config, overrides, cls=FinetuneConfig)
+        table = run_table(
+            base,
+            rows=tuple(r.strip() for r in rows.split(",")) if rows else None,
+            seeds=tuple(int(x) for x in seeds.split(",")) if seeds else None,
+            out=out,
         )
     typer.echo(table)
