@@ -1,5 +1,12 @@
 """Figures for users to inspect generated data."""
 
+from drrgen.viz.orientation import direction_label, draw_labelled_drr, save_views_figure
 from drrgen.viz.show import pick_patch, show_sample
 
-__all__ = ["pick_patch", "show_sample"]
+__all__ = [
+    "direction_label",
+    "draw_labelled_drr",
+    "pick_patch",
+    "save_views_figure",
+    "show_sample",
+]
