@@ -66,3 +66,25 @@ def test_classifier_starts_from_the_pretrained_encoder(pretrain_run, tmp_path):
         build_classifier(wrong)
     with pytest.raises(FileNotFoundError, match="run `xmatch pretrain` first"):
         build_classifier(replace(cfg, model=replace(cfg.model, init_from=str(tmp_path))))
+
+
+def test_classifier_loads_a_local_timm_checkpoint(tmp_path):
+    import timm
+
+    source = timm.create_model(
+        "vit_small_patch16_224", pretrained=False, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2
+    )
+    torch.save(source.state_dict(), tmp_path / "vit.pth")
+    cfg = load_config(
+        None,
+        [f"model.pretrained_file={tmp_path / 'vit.pth'}", "data.image_size=64"]
+        + [f"model.{k}={v}" for k, v in TINY_VIT.items()],
+        cls=FinetuneConfig,
+    )
+    vit = build_classifier(cfg).encoder.vit
+    want = source.state_dict()
+    for key in ("blocks.1.attn.qkv.weight", "blocks.0.mlp.fc2.bias", "cls_token"):
+        assert torch.equal(vit.state_dict()[key], want[key])
+    assert vit.pos_embed.shape[1] == 1 + 16  # resampled from 14 x 14 to 4 x 4 patches
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        build_classifier(replace(cfg, model=replace(cfg.model, pretrained_file="/no/file")))

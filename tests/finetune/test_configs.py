@@ -1,0 +1,51 @@
+"""The shipped fine-tuning configs load and fit together (classifier, pretraining, store)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drrgen.build.config import load_config as load_build_config
+from xmatch_train.config import load_config
+from xmatch_train.finetune import FinetuneConfig
+from xmatch_train.finetune.task import check_config
+
+PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
+
+
+def _vit(cfg) -> tuple:
+    m = cfg.model
+    return (m.img_size, m.patch_size, m.width, m.depth, m.heads, m.mlp_dim)
+
+
+@pytest.mark.parametrize(
+    "name,pretrain",
+    [("finetune_synthetic", "finetune_synthetic_pretrain"), ("finetune_mura", "pretrain_vit_s")],
+)
+def test_classifier_matches_its_pretraining(name, pretrain):
+    cfg = check_config(load_config(PIPELINES / f"{name}.yaml", cls=FinetuneConfig))
+    pre = load_config(PIPELINES / f"{pretrain}.yaml")
+    m = cfg.model
+    assert pre.model.name == "vit_s"
+    assert _vit(pre) == (cfg.data.image_size, m.patch_size, m.width, m.depth, m.heads, m.mlp_dim)
+    assert (m.width, m.depth, m.heads, m.patch_size) == (384, 6, 4, 16)  # ViT-S
+    assert cfg.table.pretrain_run == pre.run_dir
+    assert cfg.table.rows == (
+        "single",
+        "late",
+        "early",
+        "early_pretrain",
+        "early_pretrain_guidance",
+    )
+
+
+def test_synthetic_store_fits_the_pretraining():
+    store = load_build_config(PIPELINES / "finetune_synthetic_store.yaml").validate()
+    pre = load_config(PIPELINES / "finetune_synthetic_pretrain.yaml")
+    assert store.size == pre.data.image_size == pre.model.img_size
+    assert store.patch == pre.model.patch_size
+    assert (
+        load_config(PIPELINES / "finetune_mura.yaml", cls=FinetuneConfig).table.pretrained_lr
+        == 1e-5
+    )
