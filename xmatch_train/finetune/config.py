@@ -29,7 +29,8 @@ class StudyDataConfig:
         image_size: network input side, pixels.
         batch_size: per-rank batch size (studies).
         num_workers: DataLoader workers per rank.
-        cache_images: keep decoded images in memory (small datasets).
+        cache_images: keep decoded images in memory (small datasets; use with num_workers 0:
+            DataLoader workers restart every epoch and would lose their cache).
         augment: photometric augmentations (brightness, contrast, inversion; flips unused).
     """
 
