@@ -7,8 +7,11 @@ export NUMBA_THREADING_LAYER ?= omp
 
 DEMO_STORE     := data/demo.zarr
 PRETRAIN_STORE := data/pretrain.zarr
+FT_STORE       := data/finetune_pretrain.zarr
+DATASET        ?= synthetic
+MURA_DIR       ?= data/mura
 
-.PHONY: install test test-slow lint format demo data pretrain bench clean
+.PHONY: install test test-slow lint format demo data pretrain finetune bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -53,6 +56,22 @@ pretrain: data
 	$(BIN)/drrgen build --config pipelines/pretrain_cpu_store.yaml --ct-dir data/ct --out $(PRETRAIN_STORE)
 	$(BIN)/xmatch pretrain --config pipelines/pretrain_cpu.yaml
 	$(BIN)/xmatch eval --store $(PRETRAIN_STORE) --run runs/pretrain_cpu/transformer --out runs/pretrain_cpu/eval
+
+# Fracture fine-tuning, the Table-3 comparison (all rows x seeds). synthetic: CPU default made
+# from CTs; mura: `make finetune DATASET=mura MURA_DIR=/path/containing/MURA-v1.1` (GPU).
+finetune: data
+ifeq ($(DATASET),synthetic)
+	$(BIN)/drrgen fracture --out data/fracture --workers 2
+	$(BIN)/drrgen build --config pipelines/finetune_synthetic_store.yaml --ct-dir data/ct --out $(FT_STORE)
+	$(BIN)/xmatch pretrain --config pipelines/finetune_synthetic_pretrain.yaml
+	$(BIN)/xmatch finetune-table --config pipelines/finetune_synthetic.yaml
+else ifeq ($(DATASET),mura)
+	$(BIN)/drrgen build --config pipelines/pretrain_cpu_store.yaml --ct-dir data/ct --out $(PRETRAIN_STORE)
+	$(BIN)/xmatch pretrain --config pipelines/pretrain_vit_s.yaml
+	$(BIN)/xmatch finetune-table --config pipelines/finetune_mura.yaml data.root=$(MURA_DIR)
+else
+	$(error DATASET must be synthetic or mura)
+endif
 
 bench: install
 	$(BIN)/pip install --quiet -e '.[bench]'
