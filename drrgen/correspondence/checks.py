@@ -31,6 +31,50 @@ def patch_index(view: View, xyz: np.ndarray, patch: int) -> tuple[np.ndarray, np
     return (pix[:, 0] // patch) * (w // patch) + pix[:, 1] // patch, ok
 
 
+def bone_points(
+    volume: Volume, hu_bone: float = 700.0, n_points: int = 4000, seed: int = 0
+) -> np.ndarray:
+    """(n, 3) LPS mm centres of up to `n_points` voxels with HU > hu_bone, sampled (seeded)."""
+    kji = np.argwhere(volume.data > hu_bone)
+    if len(kji) == 0:
+        raise ValueError(f"{volume.source or 'volume'}: no voxel above {hu_bone} HU")
+    rng = np.random.default_rng(seed)
+    kji = kji[rng.choice(len(kji), min(n_points, len(kji)), replace=False)]
+    return volume.index_to_world(kji[:, ::-1].astype(np.float64))
+
+
+def tissue_points(volume: Volume, hu_air: float = -300.0) -> np.ndarray:
+    """(n, 3) LPS mm centres of every voxel with HU >= hu_air."""
+    kji = np.argwhere(volume.data >= hu_air)
+    return volume.index_to_world(kji[:, ::-1].astype(np.float64))
+
+
+def miss_share(hit_a, hit_b, c: np.ndarray, threshold: float = 0.01) -> float:
+    """Share of points whose patch pair has C < threshold.
+
+    Args:
+        hit_a, hit_b: `patch_index` results of the same points in the pair's two views.
+        c: the pair's (N, N) matrix (rows: the first view's patches).
+    """
+    (pa, ok_a), (pb, ok_b) = hit_a, hit_b
+    ok = ok_a & ok_b
+    return float(np.mean(c[pa[ok], pb[ok]] < threshold)) if ok.any() else 0.0
+
+
+def seen_pairs(hit_a, hit_b, n_patch: int) -> np.ndarray:
+    """(N, N) bool: patch pairs that some point lands in (`patch_index` results per view)."""
+    (pa, ok_a), (pb, ok_b) = hit_a, hit_b
+    seen = np.zeros((n_patch, n_patch), dtype=bool)
+    seen[pa[ok_a & ok_b], pb[ok_a & ok_b]] = True
+    return seen
+
+
+def unsupported_share(seen: np.ndarray, c: np.ndarray, threshold: float = 0.05) -> float:
+    """Share of entries C >= threshold outside `seen` (from `seen_pairs`); 0 if none."""
+    strong = c >= threshold
+    return float(np.mean(~seen[strong])) if strong.any() else 0.0
+
+
 def bone_miss_fraction(
     volume: Volume,
     view_a: View,
@@ -49,16 +93,10 @@ def bone_miss_fraction(
         view_a, view_b: the pair's views; c: its (N, N) matrix (rows: view_a's patches).
         n_points: bone voxels sampled (seeded); those off either detector are skipped.
     """
-    kji = np.argwhere(volume.data > hu_bone)
-    if len(kji) == 0:
-        raise ValueError(f"{volume.source or 'volume'}: no voxel above {hu_bone} HU")
-    rng = np.random.default_rng(seed)
-    kji = kji[rng.choice(len(kji), min(n_points, len(kji)), replace=False)]
-    xyz = volume.index_to_world(kji[:, ::-1].astype(np.float64))
-    pa, ok_a = patch_index(view_a, xyz, patch)
-    pb, ok_b = patch_index(view_b, xyz, patch)
-    ok = ok_a & ok_b
-    return float(np.mean(c[pa[ok], pb[ok]] < threshold)) if ok.any() else 0.0
+    xyz = bone_points(volume, hu_bone, n_points, seed)
+    return miss_share(
+        patch_index(view_a, xyz, patch), patch_index(view_b, xyz, patch), c, threshold
+    )
 
 
 def unsupported_fraction(
@@ -76,11 +114,6 @@ def unsupported_fraction(
         volume: the fine HU volume the matrix was computed from.
         view_a, view_b: the pair's views; c: its (N, N) matrix (rows: view_a's patches).
     """
-    kji = np.argwhere(volume.data >= hu_air)
-    xyz = volume.index_to_world(kji[:, ::-1].astype(np.float64))
-    pa, ok_a = patch_index(view_a, xyz, patch)
-    pb, ok_b = patch_index(view_b, xyz, patch)
-    seen = np.zeros(c.shape, dtype=bool)
-    seen[pa[ok_a & ok_b], pb[ok_a & ok_b]] = True
-    strong = c >= threshold
-    return float(np.mean(~seen[strong])) if strong.any() else 0.0
+    xyz = tissue_points(volume, hu_air)
+    seen = seen_pairs(patch_index(view_a, xyz, patch), patch_index(view_b, xyz, patch), len(c))
+    return unsupported_share(seen, c, threshold)

@@ -1,7 +1,12 @@
-"""The coarse grid of the correspondence pass: air-thresholded, block-averaged attenuation.
+"""The coarse grid of the correspondence pass: air-thresholded, area-resampled attenuation.
 
-A coarse voxel is about one detector patch wide at the isocenter (3/4 of a patch, see
-`PATCH_FRACTION`), so that each coarse voxel projects onto roughly one patch of every view.
+Fine voxels with HU below the air threshold count 0, the others ``max(0, 1 + HU/1000)``
+(attenuation relative to water). The coarse grid has the fine grid's axes and outer faces and
+N_c = max(1, round(extent_c / width)) equal cells per axis, so cells are about `width` mm wide
+on every axis whatever the spacing; each holds the overlap-weighted (area) mean of the fine
+voxels it covers. The correspondence uses ``width = PATCH_FRACTION x`` the patch width at the
+volume centre: a coarse voxel is a quarter of a patch, so the tent of its Joseph footprint
+(one coarse voxel to each side) stays within about a patch.
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ from numba import njit, prange
 from drrgen.geometry.view import View
 from drrgen.volume.volume import Volume
 
-# Coarse voxel width as a fraction of the iso patch width. A coarse voxel's Joseph footprint
-# is a tent reaching one coarse voxel to each side, sampled at patch centres, so the fraction
-# trades two errors of the acceptance checks (`checks`; `bench_correspondence.py --accuracy`:
-# four rotated anisotropic 256^3 limbs x 6 random C-arm view pairs), mean share of bone voxels
-# whose patch pair gets C < 0.01 / of entries C >= 0.05 that no tissue voxel projects into:
-# 0.6 -> 4.1% / 0.02%; 0.75 -> 1.1% / 0.09%; 0.85 -> 0.3% / 1.2%; 1.0 -> 0.1% / 5.2%.
-PATCH_FRACTION = 0.75
+# Coarse voxel width as a fraction of the iso patch width, chosen with the supersampling
+# (`ground_truth.SUPERSAMPLE`): the tent must reach a sub-ray from every point of a voxel
+# (coverage: a bone point's patch pair is never empty) but not far across a patch border
+# (support: strong entries need tissue in both patches). Mean / max over view pairs of the
+# share of bone points whose patch pair gets C < 0.01 and of entries C >= 0.05 that no tissue
+# voxel projects into (`bench_correspondence.py --accuracy`, four rotated anisotropic 256^3
+# limbs x 6 random C-arm view pairs): 0.25 with 3 x 3 sub-rays -> 0.007 / 0.04 % and
+# 0 / 0 %; the centre ray of 3/4-patch voxels -> 0.9 / 2.7 % and 0.08 / 0.6 %.
+PATCH_FRACTION = 0.25
 
 
 def _dot(a, b) -> float:
@@ -29,7 +36,14 @@ def _dot(a, b) -> float:
 
 
 def iso_patch_width_mm(volume: Volume, views: list[View], patch: int) -> float:
-    """Width (mm) of one detector patch back-projected to the volume centre, averaged over views.
+    """Width (mm) of one detector patch back-projected to the volume centre, averaged over views
+    (see `iso_patch_widths_mm`)."""
+    widths = iso_patch_widths_mm(volume, views, patch)
+    return sum(widths) / len(widths)
+
+
+def iso_patch_widths_mm(volume: Volume, views: list[View], patch: int) -> list[float]:
+    """Width (mm) of one detector patch back-projected to the volume centre, per view.
 
     For each view: ``patch * pixel_mm * SID / SDD`` with ``pixel_mm`` the mean of ``|u|`` and
     ``|v|``, SID the distance from the source to the volume centre along the detector normal
@@ -51,80 +65,183 @@ def iso_patch_width_mm(volume: Volume, views: list[View], patch: int) -> float:
             )
         pixel_mm = 0.5 * (math.sqrt(_dot(u, u)) + math.sqrt(_dot(v, v)))
         widths.append(patch * pixel_mm * sid / sdd)
-    return sum(widths) / len(widths)
+    return widths
 
 
-def coarse_factors(
-    volume: Volume, views: list[View], patch: int, fraction: float = PATCH_FRACTION
-) -> np.ndarray:
-    """(3,) int block sizes (f_i, f_j, f_k) along index axes (i, j, k).
+def coarse_cells(volume: Volume, width_mm: float) -> np.ndarray:
+    """(3,) int cells (N_i, N_j, N_k) of the coarse grid: ``max(1, round(extent / width_mm))``.
 
-    ``f_c = max(1, round(fraction * iso patch width / spacing_c))`` (widths in mm).
+    The extent of axis c is ``n_c * spacing_c`` (mm), so the cells tile the volume exactly and
+    are ``extent / N_c``, about `width_mm`, wide along each axis (any spacing, any shape).
     """
-    width = fraction * iso_patch_width_mm(volume, views, patch)
-    return np.maximum(1, np.rint(width / volume.spacing)).astype(np.int64)
+    extent = np.asarray(volume.shape_ijk, dtype=np.float64) * volume.spacing
+    return np.maximum(1, np.rint(extent / float(width_mm))).astype(np.int64)
+
+
+@njit(cache=True)
+def _axis_overlaps(n, cells):
+    """Area weights of one axis: n fine voxels onto `cells` equal cells covering them exactly.
+
+    In index units fine voxel x covers [x - 1/2, x + 1/2] and cell c covers
+    [c r - 1/2, (c + 1) r - 1/2] with r = n / cells; the weight of x in c is their overlap / r,
+    so each cell's weights sum to 1. Returns CSR arrays by cell (ptr (cells + 1,), fine index,
+    weight) and by fine voxel (ptr (n + 1,), cell index, weight).
+    """
+    r = n / cells
+    cap = n + cells
+    c_ptr, c_idx, c_w = np.zeros(cells + 1, np.int64), np.empty(cap, np.int64), np.empty(cap)
+    count = np.zeros(n, np.int64)
+    e = 0
+    for c in range(cells):
+        lo = c * r - 0.5
+        hi = (c + 1) * r - 0.5 if c < cells - 1 else n - 0.5
+        for x in range(max(0, int(np.floor(lo + 0.5))), min(n - 1, int(np.ceil(hi + 0.5))) + 1):
+            overlap = min(x + 0.5, hi) - max(x - 0.5, lo)
+            if overlap > 0.0:
+                c_idx[e], c_w[e] = x, overlap / r
+                count[x] += 1
+                e += 1
+        c_ptr[c + 1] = e
+    x_ptr = np.zeros(n + 1, np.int64)
+    for x in range(n):
+        x_ptr[x + 1] = x_ptr[x] + count[x]
+    x_cell, x_w = np.empty(e, np.int64), np.empty(e)
+    fill = x_ptr[:-1].copy()
+    for c in range(cells):  # cells ascending, so each voxel's cells ascend
+        for f in range(c_ptr[c], c_ptr[c + 1]):
+            x = c_idx[f]
+            x_cell[fill[x]], x_w[fill[x]] = c, c_w[f]
+            fill[x] += 1
+    return c_ptr, c_idx[:e], c_w[:e], x_ptr, x_cell, x_w
+
+
+@njit(cache=True)
+def _reduce_rows(acc, ptr, idx, weight, out):
+    """out[r, c] = sum of weight[f] * acc[r, idx[f]] over f in ptr[c]:ptr[c + 1] (float64 sums).
+
+    Two rows at a time: the short sums are latency-bound, two independent chains share the
+    index and weight loads.
+    """
+    n_rows = acc.shape[0]
+    for r in range(0, n_rows - 1, 2):
+        a, b = acc[r], acc[r + 1]
+        for c in range(out.shape[1]):
+            sa, sb = 0.0, 0.0
+            for f in range(ptr[c], ptr[c + 1]):
+                sa += weight[f] * a[idx[f]]
+                sb += weight[f] * b[idx[f]]
+            out[r, c], out[r + 1, c] = sa, sb
+    if n_rows % 2:
+        a = acc[n_rows - 1]
+        for c in range(out.shape[1]):
+            sa = 0.0
+            for f in range(ptr[c], ptr[c + 1]):
+                sa += weight[f] * a[idx[f]]
+            out[n_rows - 1, c] = sa
 
 
 @njit(parallel=True, cache=True)
-def _block_mean(data, f_i, f_j, f_k, hu_air, out):
-    """Mean of ``max(0, 1 + HU/1000)`` (air below `hu_air` counts 0) over f_k x f_j x f_i blocks.
+def _area_mean(base, k0, j0, i0, k_map, j_map, i_map, hu_air, out, nj, ni):
+    """Area mean of ``max(0, 1 + HU/1000)`` (air below `hu_air` counts 0) onto `out` cells.
 
-    data: (nk, nj, ni) HU; out: (nkc, njc, nic) float32, filled in place.
+    The volume is the box ``base[k0:, j0:j0 + nj, i0:i0 + ni]`` of a C-contiguous array: a crop
+    is read in place, and rows typed contiguous let the inner loops vectorise (Numba cannot
+    vectorise a strided 'A'-layout view). out: (nkc, njc, nic) float32. k_map and i_map are
+    `_axis_overlaps` by cell, j_map by fine voxel.
     """
-    nk, nj, ni = data.shape
-    nkc, njc, nic = out.shape
-    # One task per coarse row (kc, jc): each thread owns whole output rows, no reductions
-    # across threads, so the result does not depend on the thread count.
-    for task in prange(nkc * njc):
-        kc = task // njc
-        jc = task - kc * njc
-        k0, k1 = kc * f_k, min(nk, kc * f_k + f_k)
-        j0, j1 = jc * f_j, min(nj, jc * f_j + f_j)
-        # Sum the block's fine rows element-wise first: the loop over i is independent per
-        # element, so it vectorises without reassociating a float reduction.
-        row = np.zeros(ni, dtype=np.float64)
-        for k in range(k0, k1):
-            for j in range(j0, j1):
+    k_ptr, k_idx, k_w = k_map
+    j_ptr, j_cell, j_w = j_map
+    i_ptr, i_idx, i_w = i_map
+    njc = out.shape[1]
+    # One task per coarse slab kc: each thread owns whole output slabs and sums in a fixed
+    # order, so the result does not depend on the thread count. Fine rows are read once per
+    # slab they overlap (twice only where a slab boundary cuts a fine slice).
+    for kc in prange(out.shape[0]):
+        # float32 rows: twice the SIMD width; each element sums a few hundred weighted terms
+        # at most (relative error ~1e-6); the last reduction over i is float64.
+        acc = np.zeros((njc, ni), np.float32)
+        line = np.empty(ni, np.float32)
+        for j in range(nj):
+            # The slab's fine rows at this j summed first (k inner): one small L1-resident
+            # row, then spread onto the one or two coarse rows jc it overlaps.
+            line[:] = 0.0
+            for e in range(k_ptr[kc], k_ptr[kc + 1]):
+                src = base[k0 + k_idx[e], j0 + j, i0 : i0 + ni]
+                wk = np.float32(k_w[e])
                 for i in range(ni):
-                    hu = data[k, j, i]
-                    mu = max(np.float32(0.0), np.float32(1.0) + hu * np.float32(0.001))
-                    row[i] += mu if hu >= hu_air else np.float32(0.0)
-        rows = (k1 - k0) * (j1 - j0)
-        for ic in range(nic):
-            i0, i1 = ic * f_i, min(ni, ic * f_i + f_i)
-            s = 0.0
-            for i in range(i0, i1):
-                s += row[i]
-            out[kc, jc, ic] = s / (rows * (i1 - i0))
+                    hu = src[i]
+                    m = max(np.float32(0.0), np.float32(1.0) + hu * np.float32(0.001))
+                    line[i] += wk * (m if hu >= hu_air else np.float32(0.0))
+            for f in range(j_ptr[j], j_ptr[j + 1]):
+                row = acc[j_cell[f]]
+                wj = np.float32(j_w[f])
+                for i in range(ni):
+                    row[i] += wj * line[i]
+        _reduce_rows(acc, i_ptr, i_idx, i_w, out[kc])
 
 
-def coarse_volume(volume: Volume, factors, hu_air: float = -300.0) -> Volume:
-    """Block-average the water-relative attenuation of an HU volume onto a coarse grid.
+def _contiguous_box(data: np.ndarray) -> tuple[np.ndarray, int, int, int]:
+    """(C-contiguous 3-D array, k0, j0, i0) of which `data` is the box starting there.
+
+    A crop (`Volume.crop`) is a basic slice of its parent: the parent is returned, no copy.
+    Any other layout is copied once.
+    """
+    if data.flags.c_contiguous:
+        return data, 0, 0, 0
+    base = data.base
+    if (
+        isinstance(base, np.ndarray)
+        and base.ndim == 3
+        and base.dtype == data.dtype
+        and base.flags.c_contiguous
+        and base.strides == data.strides
+    ):
+        offset = data.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+        k0, rest = divmod(offset, base.strides[0])
+        j0, rest = divmod(rest, base.strides[1])
+        i0 = rest // base.strides[2]
+        if k0 + data.shape[0] <= base.shape[0] and j0 + data.shape[1] <= base.shape[1]:
+            if i0 + data.shape[2] <= base.shape[2]:
+                return base, int(k0), int(j0), int(i0)
+    return np.ascontiguousarray(data), 0, 0, 0
+
+
+def coarse_volume(volume: Volume, cells, hu_air: float = -300.0) -> Volume:
+    """Area-resample the water-relative attenuation of an HU volume onto a coarse grid.
 
     Fine voxels with ``HU < hu_air`` are air (0); the others count ``max(0, 1 + HU/1000)``.
-    Partial blocks at the far ends are averaged over the voxels they contain.
+    The coarse grid has ``cells`` (N_i, N_j, N_k) equal cells tiling the volume's extent
+    exactly (r_c = n_c / N_c fine voxels per cell, not necessarily an integer, possibly < 1);
+    each cell holds the overlap-weighted mean of the fine voxels it covers (no partial cells).
 
     Args:
-        volume: HU volume, data (nk, nj, ni).
-        factors: (3,) int block size along index axes (i, j, k).
+        volume: HU volume, data (nk, nj, ni) (a strided crop works as is).
+        cells: (3,) int cells along index axes (i, j, k), each >= 1.
         hu_air: air threshold, HU.
 
     Returns:
-        Volume with data (ceil(nk/f_k), ceil(nj/f_j), ceil(ni/f_i)) float32 (dimensionless)
-        whose affine has spacing ``spacing * f`` and voxel (0, 0, 0) at the centre of block
-        (0, 0, 0), so each coarse voxel centre is the physical centre of its (full) block.
+        Volume with data (N_k, N_j, N_i) float32 (dimensionless) whose affine has spacing
+        ``spacing * r`` and voxel (0, 0, 0) at the centre of cell (0, 0, 0) (fine index
+        ``(r - 1) / 2``), so each coarse voxel centre is the physical centre of its cell.
     """
-    f = np.asarray(factors, dtype=np.int64).reshape(3)
-    if np.any(f < 1):
-        raise ValueError(f"coarse factors must be >= 1, got {f.tolist()}")
-    nk, nj, ni = volume.data.shape
-    shape = (-(-nk // f[2]), -(-nj // f[1]), -(-ni // f[0]))
-    out = np.empty(shape, dtype=np.float32)
-    _block_mean(volume.data, int(f[0]), int(f[1]), int(f[2]), np.float32(hu_air), out)
+    n_cells = np.asarray(cells, dtype=np.int64).reshape(3)
+    if np.any(n_cells < 1):
+        raise ValueError(f"coarse cells must be >= 1, got {n_cells.tolist()}")
+    n = np.asarray(volume.shape_ijk, dtype=np.int64)
+    k_map = _axis_overlaps(int(n[2]), int(n_cells[2]))
+    j_map = _axis_overlaps(int(n[1]), int(n_cells[1]))
+    i_map = _axis_overlaps(int(n[0]), int(n_cells[0]))
+    out = np.empty(tuple(n_cells[::-1]), dtype=np.float32)
+    base, k0, j0, i0 = _contiguous_box(volume.data)
+    _area_mean(
+        base, k0, j0, i0, k_map[:3], j_map[3:], i_map[:3], np.float32(hu_air), out,
+        int(n[1]), int(n[0]),
+    )  # fmt: skip
+    r = n / n_cells
     affine = volume.affine.copy()
-    affine[:3, :3] = volume.affine[:3, :3] * f[None, :]
-    affine[:3, 3] = volume.index_to_world((f - 1) / 2.0)
-    return Volume(out, affine, f"{volume.source} (coarse x{f.tolist()})")
+    affine[:3, :3] = volume.affine[:3, :3] * r[None, :]
+    affine[:3, 3] = volume.index_to_world((r - 1) / 2.0)
+    return Volume(out, affine, f"{volume.source} (coarse {n_cells.tolist()})")
 
 
 @dataclass(frozen=True)
@@ -144,10 +261,29 @@ class CoarseGrid:
     inv_affine: np.ndarray
 
 
-def coarse_grid(volume: Volume, factors, hu_air: float = -300.0) -> CoarseGrid:
+@njit(cache=True)
+def _tissue(data):
+    """(n, 3) int64 (i, j, k) indices and (n,) float64 values of the cells > 0, in C order."""
+    nk, nj, ni = data.shape
+    n = 0
+    for k in range(nk):
+        for j in range(nj):
+            for i in range(ni):
+                n += data[k, j, i] > 0
+    vox, value = np.empty((n, 3), np.int64), np.empty(n)
+    n = 0
+    for k in range(nk):
+        for j in range(nj):
+            for i in range(ni):
+                if data[k, j, i] > 0:
+                    vox[n, 0], vox[n, 1], vox[n, 2] = i, j, k
+                    value[n] = data[k, j, i]
+                    n += 1
+    return vox, value
+
+
+def coarse_grid(volume: Volume, cells, hu_air: float = -300.0) -> CoarseGrid:
     """`coarse_volume` plus the list of its non-air voxels (see `CoarseGrid`)."""
-    grid = coarse_volume(volume, factors, hu_air)
-    kji = np.argwhere(grid.data > 0)
-    vox = np.ascontiguousarray(kji[:, ::-1], dtype=np.int64)
-    value = grid.data[kji[:, 0], kji[:, 1], kji[:, 2]].astype(np.float64)
+    grid = coarse_volume(volume, cells, hu_air)
+    vox, value = _tissue(grid.data)
     return CoarseGrid(grid, vox, value, np.linalg.inv(grid.affine))

@@ -1,8 +1,18 @@
 """Patch-level many-to-many correspondence ground truth for every pair of views.
 
-C_ij = max over non-air coarse voxels v of p_i^v (p_j^v)^T, normalised to [0, 1], where p_i^v
-is the Joseph projection of the one-voxel volume v onto view i's patch detector (the paper's
-section 3.1, in the same cone-beam geometry as the DRRs).
+Definition (the paper's section 3.1, in the same cone-beam geometry as the DRRs):
+
+1. Coarse grid: fine voxels with HU below `hu_air` are air (0), the others count
+   ``max(0, 1 + HU/1000)``; this is area-resampled onto cells that tile the volume exactly and
+   are about ``fraction`` x the patch width at the volume centre wide (`coarse`).
+2. Footprint p_i^v of coarse voxel v on view i: for patch a, the mean over
+   ``supersample x supersample`` sub-rays from the source to sub-pixel centres spread uniformly
+   over patch a (a detector of pitch ``patch / supersample`` pixels, average-pooled to
+   patches) of the Joseph weight ``value_v * L * w_a * w_b`` (`footprint`): exactly what
+   projecting the one-voxel volume v with `drrgen.projector.project` onto that sub-ray
+   detector and average-pooling to patches gives.
+3. C_ij = max over non-air coarse voxels v of p_i^v (p_j^v)^T, divided by its maximum
+   (`accumulate`).
 """
 
 from __future__ import annotations
@@ -10,18 +20,36 @@ from __future__ import annotations
 import numpy as np
 
 from drrgen.correspondence.accumulate import invert, pair_max
-from drrgen.correspondence.coarse import CoarseGrid, coarse_factors, coarse_grid
+from drrgen.correspondence.coarse import (
+    PATCH_FRACTION,
+    CoarseGrid,
+    coarse_cells,
+    coarse_grid,
+    iso_patch_width_mm,
+)
 from drrgen.correspondence.footprint import Footprints, footprints
 from drrgen.geometry.view import View
 from drrgen.runtime import numba_threads
 from drrgen.volume.volume import Volume
 
+# Sub-rays per patch side. With cells of PATCH_FRACTION = 1/4 patch, 3 x 3 sub-rays put about
+# 0.75 cell widths between neighbouring sub-rays: every cell's tent (one cell to each side)
+# reaches a sub-ray of the patch it projects into, and reaches across a patch border only a
+# little (see `bench_correspondence.py --accuracy` and the README for the measured trade-off).
+SUPERSAMPLE = 3
 
-def _check_views(volume: Volume, views: list[View], patch: int) -> tuple[int, int]:
-    """Validate the views; return the common detector shape (H, W)."""
+
+def _check_args(
+    volume: Volume, views: list[View], patch: int, supersample: int, fraction: float
+) -> tuple[int, int]:
+    """Validate the views and parameters; return the common detector shape (H, W)."""
     name = volume.source or "volume"
     if patch < 1:
         raise ValueError(f"{name}: patch must be >= 1, got {patch}")
+    if int(supersample) != supersample or supersample < 1:
+        raise ValueError(f"{name}: supersample must be an integer >= 1, got {supersample}")
+    if not fraction > 0:
+        raise ValueError(f"{name}: fraction must be > 0, got {fraction}")
     if len(views) < 2:
         raise ValueError(f"{name}: correspondence needs at least 2 views, got {len(views)}")
     shapes = {tuple(view.shape) for view in views}
@@ -33,29 +61,32 @@ def _check_views(volume: Volume, views: list[View], patch: int) -> tuple[int, in
     return h, w
 
 
-def view_footprints(grid: CoarseGrid, views: list[View], patch: int) -> list[Footprints]:
-    """Sparse footprints of every non-air voxel of a coarse grid on each view's patch detector.
+def view_footprints(
+    grid: CoarseGrid, views: list[View], patch: int, supersample: int = SUPERSAMPLE
+) -> list[Footprints]:
+    """Sparse footprints of every non-air voxel of a coarse grid on each view's patches.
 
     Args:
         grid: coarse grid with its tissue voxels (from `coarse_grid`).
         views: V views sharing one detector shape divisible by `patch`.
         patch: patch size in detector pixels.
+        supersample: sub-rays per patch side (see `footprints`).
 
     Returns:
         V `Footprints`, all numbering the voxels as ``grid.vox`` does.
     """
-    return [footprints(grid, view, patch) for view in views]
+    return [footprints(grid, view, patch, supersample) for view in views]
 
 
-def cached_coarse_grid(volume: Volume, factors: np.ndarray, hu_air: float) -> CoarseGrid:
+def cached_coarse_grid(volume: Volume, cells: np.ndarray, hu_air: float) -> CoarseGrid:
     """`coarse_grid`, memoised on the volume (like its projector layouts).
 
     A dataset builder may draw several view sets per CT; views of similar geometry share the
-    block factors, so the one full pass over the fine volume is paid once per CT.
+    cells, so the one full pass over the fine volume is paid once per CT.
     """
-    key = ("correspondence.coarse", tuple(int(f) for f in factors), float(hu_air))
+    key = ("correspondence.coarse", tuple(int(n) for n in cells), float(hu_air))
     if key not in volume._cache:
-        volume._cache[key] = coarse_grid(volume, factors, hu_air)
+        volume._cache[key] = coarse_grid(volume, cells, hu_air)
     return volume._cache[key]
 
 
@@ -65,8 +96,10 @@ def correspondence(
     patch: int = 16,
     hu_air: float = -300.0,
     threads: int | None = None,
+    supersample: int = SUPERSAMPLE,
+    fraction: float = PATCH_FRACTION,
 ) -> np.ndarray:
-    """Many-to-many patch correspondence matrices for all view pairs.
+    """Many-to-many patch correspondence matrices for all view pairs (see the module doc).
 
     Args:
         volume: HU volume (data (nk, nj, ni), affine to LPS mm); a crop works as is.
@@ -74,6 +107,10 @@ def correspondence(
         patch: patch size in detector pixels.
         hu_air: voxels with HU below this are air.
         threads: Numba threads for the kernels (None: Numba's current setting).
+        supersample: s >= 1: each patch's footprint is the mean over s x s sub-rays spread
+            uniformly over the patch (s = 1: its centre ray only).
+        fraction: coarse cell width as a share of the patch width back-projected to the
+            volume centre (mean over the views).
 
     Returns:
         (P, N, N) float32 in [0, 1] with P = V (V - 1) / 2 pairs in the order
@@ -82,13 +119,14 @@ def correspondence(
         first view to patch b of its second. Each pair is divided by its maximum (all zeros
         stays zeros), and the matrix of (j, i) is exactly the transpose of that of (i, j).
     """
-    h, w = _check_views(volume, views, patch)
+    h, w = _check_args(volume, views, patch, supersample, fraction)
     n_patch = (h // patch) * (w // patch)
     pairs = [(i, j) for i in range(len(views)) for j in range(i + 1, len(views))]
     out = np.empty((len(pairs), n_patch, n_patch), dtype=np.float32)
     with numba_threads(threads):
-        grid = cached_coarse_grid(volume, coarse_factors(volume, views, patch), hu_air)
-        fps = view_footprints(grid, views, patch)
+        cells = coarse_cells(volume, fraction * iso_patch_width_mm(volume, views, patch))
+        grid = cached_coarse_grid(volume, cells, hu_air)
+        fps = view_footprints(grid, views, patch, int(supersample))
         inverted = [invert(fp, n_patch) for fp in fps[:-1]]
         for p, (i, j) in enumerate(pairs):
             pair_max(inverted[i], fps[j], out[p])

@@ -1,8 +1,11 @@
 """The issue's acceptance check on procedural limbs, rotated anisotropic grids, oblique views.
 
-Both checks (`drrgen.correspondence.checks`) hold up to a small share of points / entries: the
-Joseph footprint of a coarse voxel is sampled at patch centres and reaches one coarse voxel to
-each side (see `PATCH_FRACTION`).
+Both checks (`drrgen.correspondence.checks`) hold up to a small share of points / entries: a
+coarse voxel's Joseph tent reaches one coarse voxel to each side and is sampled at 3 x 3
+sub-rays per patch (see `SUPERSAMPLE`, `PATCH_FRACTION`). Measured with the defaults on these
+cases: no bone point missed, at most 1.1 % of the strong entries unsupported (this phantom's
+1.4 mm voxels give few tissue points per patch pair); the centre-ray, 3/4-patch setting it
+replaced misses up to 1.5 % / 2.3 %.
 """
 
 import numpy as np
@@ -58,10 +61,13 @@ def test_bone_points_and_strong_entries_agree_with_the_pinhole_geometry(seed, ki
     ]  # fmt: skip
     c = correspondence(volume, views)
     pairs = [(0, 1), (0, 2), (1, 2)]
+    unsupported = []
     for p, (i, j) in enumerate(pairs):
-        assert bone_miss_fraction(volume, views[i], views[j], c[p]) < 0.05
-        assert unsupported_fraction(volume, views[i], views[j], c[p]) < 0.05
+        assert bone_miss_fraction(volume, views[i], views[j], c[p]) < 0.003
+        unsupported.append(unsupported_fraction(volume, views[i], views[j], c[p]))
+        assert unsupported[-1] < 0.02
         assert (c[p] >= 0.05).sum() > 50
+    assert np.mean(unsupported) < 0.01
     # The checks see geometry errors: the transposed matrix or another pair's fails badly.
     assert bone_miss_fraction(volume, views[0], views[1], c[1]) > 0.3
     assert unsupported_fraction(volume, views[0], views[1], c[0].T) > 0.3

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from drrgen.correspondence import correspondence
-from drrgen.correspondence.coarse import coarse_factors, coarse_volume
+from drrgen.correspondence.coarse import coarse_cells, coarse_volume, iso_patch_width_mm
+from drrgen.correspondence.footprint import sub_ray_view
+from drrgen.correspondence.ground_truth import PATCH_FRACTION, SUPERSAMPLE
 from drrgen.geometry import carm_view
 from drrgen.projector import project
 from drrgen.volume.volume import Volume
@@ -78,26 +80,50 @@ def test_identical_views_put_the_mass_on_the_diagonal():
     assert np.diag(c).sum() > 0.3 * c.sum(axis=1)[rows].sum() / 3
 
 
-def _single_voxel_ct(views, patch, coarse_index, shape=(24, 24, 24)):
-    """An all-air CT except one dense block that is exactly one coarse voxel; its centre (mm)."""
-    affine = _rotated_affine([1.5, 1.8, 2.1], [0, 0, 0], deg=15)
-    affine[:3, 3] -= affine[:3, :3] @ ((np.array(shape[::-1]) - 1) / 2)
-    vol = Volume(np.full(shape, -1000.0, np.float32), affine, "one voxel")
-    f = coarse_factors(vol, views, patch)
+def _centred_volume(data, spacing, source):
+    """A volume on a rotated anisotropic grid whose centre is the origin."""
+    n_ijk = np.array(data.shape[::-1])
+    affine = _rotated_affine(spacing, [0, 0, 0], deg=15)
+    affine[:3, 3] -= affine[:3, :3] @ ((n_ijk - 1) / 2)
+    return Volume(data, affine, source)
+
+
+def _single_voxel_ct(views, patch, fraction, coarse_index, shape=(24, 24, 24), block=(4, 3, 6)):
+    """An all-air CT except one dense block that is exactly one coarse voxel; its centre (mm).
+
+    The spacing makes the coarse cells whole blocks of `block` (i, j, k) fine voxels.
+    """
+    air = np.full(shape, -1000.0, np.float32)
+    # The coarse cell width depends on the grid centre only (the origin here).
+    width = fraction * iso_patch_width_mm(_centred_volume(air, [1, 1, 1], ""), views, patch)
+    f = np.array(block)
+    vol = _centred_volume(air, width / f, "one voxel")
+    cells = coarse_cells(vol, fraction * iso_patch_width_mm(vol, views, patch))
+    np.testing.assert_array_equal(cells * f, shape[::-1])
     lo = np.asarray(coarse_index) * f
     vol.data[lo[2] : lo[2] + f[2], lo[1] : lo[1] + f[1], lo[0] : lo[0] + f[0]] = 1500.0
     centre = vol.index_to_world(lo + (f - 1) / 2.0)
-    grid = coarse_volume(vol, f)
-    assert np.count_nonzero(grid.data) == 1
+    assert np.count_nonzero(coarse_volume(vol, cells).data) == 1
     return vol, centre
 
 
-def test_single_dense_voxel_gives_one_block_that_follows_the_projection():
+@pytest.mark.parametrize(
+    "supersample, fraction, atol, indices",
+    [
+        # Centre rays, cells of 3/4 patch: the tent spreads over patches.
+        (1, 0.75, 0.3, [(1, 1, 1), (2, 1, 1), (2, 3, 2)]),
+        # Small cells: mostly the patch the voxel projects into; moves of about a patch.
+        (SUPERSAMPLE, PATCH_FRACTION, 0.5, [(0, 0, 0), (5, 1, 1), (2, 7, 3)]),
+    ],
+)
+def test_single_dense_voxel_gives_one_block_that_follows_the_projection(
+    supersample, fraction, atol, indices
+):
     views = _views([(15, 8), (100, -12)], shape=(96, 96))
     peaks = []
-    for index in [(1, 1, 1), (2, 1, 1), (2, 3, 2)]:
-        vol, centre = _single_voxel_ct(views, 8, index)
-        c = correspondence(vol, views, patch=8)[0]
+    for index in indices:
+        vol, centre = _single_voxel_ct(views, 8, fraction, index)
+        c = correspondence(vol, views, patch=8, supersample=supersample, fraction=fraction)[0]
         rows, cols = np.flatnonzero(c.max(1)), np.flatnonzero(c.max(0))
         # One rank-1 block, within a 3x3 patch neighbourhood in each view.
         np.testing.assert_allclose(c, np.outer(c.max(1), c.max(0)), rtol=1e-5, atol=1e-7)
@@ -110,37 +136,54 @@ def test_single_dense_voxel_gives_one_block_that_follows_the_projection():
             centroid = np.array(
                 [np.sum(w * (np.arange(144) // 12)), np.sum(w * (np.arange(144) % 12))]
             )
-            np.testing.assert_allclose(centroid / w.sum(), rc, atol=0.3)
+            np.testing.assert_allclose(centroid / w.sum(), rc, atol=atol)
             # The patch containing the projected centre is part of the block.
-            assert w[int(np.floor(rc[0] + 0.5)) * 12 + int(np.floor(rc[1] + 0.5))] > 0
+            home = int(np.floor(rc[0] + 0.5)) * 12 + int(np.floor(rc[1] + 0.5))
+            assert w[home] > 0
+            if supersample > 1:  # and carries its peak
+                assert w[home] == w.max()
         peaks.append((np.argmax(c.max(1)), np.argmax(c.max(0))))
     assert len(set(peaks)) == 3  # the block moved with the voxel
 
 
-def _brute_force(hu_volume, views, patch, hu_air=-300.0):
-    """The paper's definition, literally: project each one-voxel volume with `project`."""
-    grid = coarse_volume(hu_volume, coarse_factors(hu_volume, views, patch), hu_air)
-    n = (views[0].shape[0] // patch) * (views[0].shape[1] // patch)
+def _brute_force(hu_volume, views, patch, supersample, fraction, hu_air=-300.0):
+    """The definition, literally: project each one-voxel volume with `project` onto the
+    sub-ray detector (pitch patch / s pixels), average-pool s x s to patches, outer products,
+    max, normalise."""
+    s = supersample
+    width = fraction * iso_patch_width_mm(hu_volume, views, patch)
+    grid = coarse_volume(hu_volume, coarse_cells(hu_volume, width), hu_air)
+    # s dividing the patch: the plain downsampled detector; otherwise the sub-ray detector.
+    fine = [
+        v.downsample(patch // s) if patch % s == 0 else sub_ray_view(v, patch, s) for v in views
+    ]
+    hp, wp = views[0].shape[0] // patch, views[0].shape[1] // patch
     pairs = [(i, j) for i in range(len(views)) for j in range(i + 1, len(views))]
-    best = np.zeros((len(pairs), n, n))
+    best = np.zeros((len(pairs), hp * wp, hp * wp))
     for idx in np.argwhere(grid.data > 0):
         one = np.zeros_like(grid.data)
         one[tuple(idx)] = grid.data[tuple(idx)]
         one_voxel = Volume(one, grid.affine)
-        p = [project(one_voxel, v.downsample(patch)).ravel().astype(np.float64) for v in views]
+        p = [
+            project(one_voxel, v).astype(np.float64).reshape(hp, s, wp, s).mean(axis=(1, 3)).ravel()
+            for v in fine
+        ]
         for q, (i, j) in enumerate(pairs):
             best[q] = np.maximum(best[q], np.outer(p[i], p[j]))
     return best / best.max(axis=(1, 2), keepdims=True)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_agrees_with_brute_force_projection_of_one_voxel_volumes(seed):
+@pytest.mark.parametrize(
+    "seed, supersample, fraction",
+    [(0, 1, 0.75), (1, 2, 0.35), (2, 3, PATCH_FRACTION), (3, 4, 0.3)],
+)
+def test_agrees_with_brute_force_projection_of_one_voxel_volumes(seed, supersample, fraction):
     rng = np.random.default_rng(seed)
     vol = _blob_volume(shape=(16, 18, 14), seed=seed)
     angles = [(rng.uniform(0, 360), rng.uniform(-25, 25)) for _ in range(3)]
     views = _views(angles, shape=(48, 48), isocenter=rng.normal(0, 5, 3))
-    fast = correspondence(vol, views, patch=8)
-    slow = _brute_force(vol, views, 8)
+    fast = correspondence(vol, views, patch=8, supersample=supersample, fraction=fraction)
+    slow = _brute_force(vol, views, 8, supersample, fraction)
     assert np.count_nonzero(slow) > 100
     # Float32 precision: the projector steps its rays in float32, so entries at the very
     # edge of a tent (below 1e-5) may be zero on one side only.
@@ -155,15 +198,18 @@ def test_all_air_gives_zeros():
 
 
 @pytest.mark.parametrize(
-    "views, patch, message",
+    "views, kwargs, message",
     [
-        (_views([(0, 0)]), 8, "at least 2 views"),
-        (_views([(0, 0), (90, 0)], shape=(60, 64)), 8, "not divisible"),
-        (_views([(0, 0)]) + _views([(90, 0)], shape=(32, 32)), 8, "one detector shape"),
+        (_views([(0, 0)]), {}, "at least 2 views"),
+        (_views([(0, 0), (90, 0)], shape=(60, 64)), {}, "not divisible"),
+        (_views([(0, 0)]) + _views([(90, 0)], shape=(32, 32)), {}, "one detector shape"),
+        (_views([(0, 0), (90, 0)]), {"supersample": 0}, "supersample must be an integer >= 1"),
+        (_views([(0, 0), (90, 0)]), {"supersample": 1.5}, "supersample must be an integer"),
+        (_views([(0, 0), (90, 0)]), {"fraction": 0.0}, "fraction must be > 0"),
     ],
 )
-def test_bad_views_raise_naming_the_volume(views, patch, message):
+def test_bad_arguments_raise_naming_the_volume(views, kwargs, message):
     vol = _blob_volume(shape=(8, 8, 8))
     with pytest.raises(ValueError, match=message) as err:
-        correspondence(vol, views, patch=patch)
+        correspondence(vol, views, patch=8, **kwargs)
     assert "blob" in str(err.value)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from drrgen.correspondence.coarse import CoarseGrid
-from drrgen.correspondence.footprint import footprints, pinhole, pinhole_matrix
+from drrgen.correspondence.footprint import footprints, pinhole, pinhole_matrix, sub_ray_view
 from drrgen.geometry import View, carm_view
 from drrgen.volume.volume import Volume
 
@@ -35,11 +35,11 @@ def test_pinhole_in_index_space_of_a_skewed_grid_gives_the_same_pixels():
     np.testing.assert_allclose(hom[:, :2] / hom[:, 2:], view.project_points(xyz), atol=1e-9)
 
 
-def _dense_weights(grid, view, patch, vox):
-    """Joseph weight of every voxel on every patch ray, straight from the definition (numpy)."""
-    coarse_view = view.downsample(patch)
-    s = grid.world_to_index(coarse_view.source)
-    d = grid.world_to_index(coarse_view.pixel_centers().reshape(-1, 3)) - s
+def _dense_weights(grid, detector, vox):
+    """Joseph weight of every voxel on the ray to every pixel centre of `detector` (a view),
+    straight from the definition (numpy): (n_vox, H W)."""
+    s = grid.world_to_index(detector.source)
+    d = grid.world_to_index(detector.pixel_centers().reshape(-1, 3)) - s
     m = np.argmax(np.abs(d), axis=1)
     step_mm = np.linalg.norm(d @ grid.affine[:3, :3].T, axis=1) / np.abs(d[np.arange(len(d)), m])
     out = np.zeros((len(vox), len(d)))
@@ -72,12 +72,85 @@ def test_candidate_box_keeps_every_nonzero_weight(sid, sdd):
     vox = np.stack(np.meshgrid(range(12), range(20), range(10), indexing="ij"), -1).reshape(-1, 3)
     value = np.random.default_rng(1).uniform(0.5, 2.0, len(vox))
     tissue = CoarseGrid(grid, vox.astype(np.int64), value, np.linalg.inv(affine))
-    fp = footprints(tissue, view, 8)
-    dense = np.zeros((len(vox), 64))
-    for n in range(len(vox)):
+    for sub in (1, 2, 3):
+        dense = _dense(footprints(tissue, view, 8, sub), len(vox), 64)
+        # The definition: the mean over each patch's sub x sub sub-rays of the Joseph weight.
+        fine = _dense_weights(grid, sub_ray_view(view, 8, sub), vox).reshape(-1, 8, sub, 8, sub)
+        expected = value[:, None] * fine.mean(axis=(2, 4)).reshape(len(vox), 64)
+        assert (expected > 0).sum() > 300  # the case is not trivially empty
+        np.testing.assert_allclose(dense, expected, rtol=1e-12, atol=1e-12)
+
+
+def _dense(fp, n_vox, n_patch):
+    """(n_vox, n_patch) array of sparse footprints, checking their layout on the way."""
+    dense = np.zeros((n_vox, n_patch))
+    for n in range(n_vox):
         sl = slice(fp.start[n], fp.start[n] + fp.count[n])
         assert np.all(np.diff(fp.patch[sl]) > 0) and np.all(fp.weight[sl] > 0)
         dense[n, fp.patch[sl]] = fp.weight[sl]
-    expected = value[:, None] * _dense_weights(grid, view, 8, vox)
-    assert (expected > 0).sum() > 300  # the case is not trivially empty
-    np.testing.assert_allclose(dense, expected, rtol=1e-12, atol=1e-12)
+    return dense
+
+
+def test_sub_ray_detector_spreads_sub_rays_uniformly_over_each_patch():
+    view = carm_view(30, 10, pixel_mm=0.9, shape=(48, 64))
+    for sub in (1, 2, 3, 4, 5):
+        fine = sub_ray_view(view, 16, sub).pixel_centers()  # (3 sub, 4 sub, 3) mm
+        # Sub-pixel (R sub + q, C sub + t) sits at ((q + 1/2) / sub - 1/2) patches from the
+        # centre of patch (R, C) along v, likewise along u.
+        patch_centres = view.downsample(16).pixel_centers()
+        offsets = (np.arange(sub) + 0.5) / sub - 0.5
+        expected = (
+            patch_centres[:, None, :, None, :]
+            + offsets[None, :, None, None, None] * 16 * view.v
+            + offsets[None, None, None, :, None] * 16 * view.u
+        )
+        np.testing.assert_allclose(fine, expected.reshape(fine.shape), atol=1e-9)
+    # s = 1 is the patch detector itself; s dividing the patch is a plain downsampling.
+    np.testing.assert_array_equal(
+        sub_ray_view(view, 16, 1).as_vector(), view.downsample(16).as_vector()
+    )
+    np.testing.assert_array_equal(
+        sub_ray_view(view, 16, 4).as_vector(), view.downsample(4).as_vector()
+    )
+    assert sub_ray_view(view, 16, 3).shape == (9, 12)
+
+
+def _centre_ray_weights(s, det, du, dv, h, w, lin, vox, value):
+    """(n_vox, h w) Joseph weights on the rays to the pixel centres, in the floating-point
+    operation order of the centre-ray kernel (before supersampling existed), in numpy."""
+    out = np.zeros((len(vox), h * w))
+    for r in range(h):
+        for c in range(w):
+            d = det + (c - (w - 1) / 2.0) * du + (r - (h - 1) / 2.0) * dv - s
+            m = int(np.argmax(np.abs(d)))
+            slope = d / d[m]
+            origin = s - s[m] * slope
+            mm = lin[:, 0] * d[0] + lin[:, 1] * d[1] + lin[:, 2] * d[2]
+            step = np.sqrt(0.0 + mm[0] * mm[0] + mm[1] * mm[1] + mm[2] * mm[2]) / abs(d[m])
+            vm = vox[:, m].astype(np.float64)
+            wgt = step * value
+            for a in range(3):
+                wgt = wgt * np.maximum(0.0, 1.0 - np.abs(origin[a] + vm * slope[a] - vox[:, a]))
+            inside = (vm >= min(s[m], s[m] + d[m])) & (vm <= max(s[m], s[m] + d[m]))
+            out[:, r * w + c] = np.where(inside, wgt, 0.0)
+    return out
+
+
+def test_one_sub_ray_per_patch_is_the_centre_ray_footprint():
+    # s = 1 gives the patch-centre Joseph weight of the centre-ray kernel, bit for bit.
+    affine = np.diag([6.0, 7.0, 8.0, 1.0])
+    affine[:3, :3] = affine[:3, :3] @ np.array([[1, 0.1, 0], [0, 1, 0.2], [0.1, 0, 1]])
+    affine[:3, 3] = -affine[:3, :3] @ [4.5, 4.5, 4.5]
+    grid = Volume(np.zeros((10, 10, 10), np.float32), affine)
+    view = carm_view(40, -20, source_to_isocenter_mm=300, source_to_detector_mm=600, shape=(96, 96))
+    vox = np.stack(np.meshgrid(range(10), range(10), range(10), indexing="ij"), -1).reshape(-1, 3)
+    value = np.random.default_rng(3).uniform(0.2, 2.0, len(vox))
+    inv = np.linalg.inv(affine)
+    tissue = CoarseGrid(grid, vox.astype(np.int64), value, inv)
+    dense = _dense(footprints(tissue, view, 16, 1), len(vox), 36)
+    patches = view.downsample(16)
+    s, det = (inv[:3, :3] @ p + inv[:3, 3] for p in (patches.source, patches.detector_center))
+    du, dv = inv[:3, :3] @ patches.u, inv[:3, :3] @ patches.v
+    expected = _centre_ray_weights(s, det, du, dv, 6, 6, affine[:3, :3], vox, value)
+    assert (expected > 0).sum() > 100
+    np.testing.assert_array_equal(dense, expected)
