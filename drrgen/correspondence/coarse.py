@@ -249,7 +249,7 @@ class CoarseGrid:
     """A coarse volume with its tissue voxels listed, as the footprint kernels want them.
 
     Attributes:
-        volume: the coarse `Volume` (dimensionless block means).
+        volume: the coarse `Volume` (dimensionless area means).
         vox: (n_vox, 3) int64 (i, j, k) indices of the voxels with value > 0, in C (k-j-i) order.
         value: (n_vox,) float64 their values.
         inv_affine: (4, 4) LPS mm -> coarse index.
