@@ -82,6 +82,10 @@ class BuildConfig:
             of it; a block larger than `samples_per_ct` is reduced to it.
         mu_water: linear attenuation of water, 1/mm (HU -> mu for the DRRs).
         hu_air: HU below which voxels are air for the correspondence.
+        corr_supersample: sub-rays per patch side of the correspondence footprints
+            (`drrgen.correspondence`'s ``supersample``).
+        corr_fraction: coarse cell width / patch width at the isocenter of the correspondence
+            (`drrgen.correspondence`'s ``fraction``).
         sampling: view and crop sampling ranges.
     """
 
@@ -93,6 +97,8 @@ class BuildConfig:
     block: int = 32
     mu_water: float = 0.02
     hu_air: float = -300.0
+    corr_supersample: int = 3
+    corr_fraction: float = 0.25
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     @property

@@ -196,6 +196,8 @@ def compute_block(
             patch=cfg.patch,
             hu_air=cfg.hu_air,
             threads=threads,
+            supersample=cfg.corr_supersample,
+            fraction=cfg.corr_fraction,
         )
         clock.lap("corr")
         out["geometry"][i] = [view.as_vector() for view in smp.views]
