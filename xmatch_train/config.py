@@ -237,7 +237,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, cls
     if path is not None:
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except OSError as err:
             raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
         except yaml.YAMLError as err:
@@ -263,4 +263,4 @@ def to_dict(cfg) -> dict:
 
 def save_config(cfg, path: str | Path) -> None:
     """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")

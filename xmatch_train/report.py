@@ -180,10 +180,10 @@ def evaluate_runs(
     if logs:
         plot_curves(logs, out / "curves.png")
     table = markdown_table(rows)
-    (out / "table.md").write_text(table)
+    (out / "table.md").write_text(table, encoding="utf-8")
     clean = {
         n: {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
         for n, r in rows.items()
     }
-    (out / "metrics.json").write_text(json.dumps(clean, indent=1))
+    (out / "metrics.json").write_text(json.dumps(clean, indent=1), encoding="utf-8")
     return table

@@ -83,7 +83,7 @@ def load_slurm_config(path) -> dict:
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ValueError(f"{path}: cannot read the SLURM config: {exc}") from exc
     if not isinstance(data.get("cluster"), dict):

@@ -181,7 +181,7 @@ def load_config(path: str | Path | None) -> BuildConfig:
         return BuildConfig()
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ValueError(f"{path}: cannot read the build config: {exc}") from exc
     if not isinstance(data, dict):

@@ -65,7 +65,7 @@ def _is_dicom_file(path: Path) -> bool:
 def _detached_data_files(header: Path) -> list[Path]:
     """Data files named by a .mhd ('ElementDataFile = x') or .nhdr ('data file: x') header."""
     try:
-        text = header.read_text(errors="replace")
+        text = header.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return []
     pattern = r"^\s*(?:ElementDataFile\s*=|data ?file\s*:)\s*(\S.*?)\s*$"

@@ -292,14 +292,14 @@ def volume_studies(
 
 
 def _write_tables(out: Path, records: list[dict]) -> None:
-    with open(out / "studies.csv", "w", newline="") as f:
+    with open(out / "studies.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["study_id", "label", "split", "patient", "images"])
         for r in records:
             writer.writerow(
                 [r["study_id"], r["label"], r["split"], r["patient"], ";".join(r["images"])]
             )
-    with open(out / "studies.jsonl", "w") as f:
+    with open(out / "studies.jsonl", "w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
 
@@ -308,7 +308,7 @@ def is_complete(out: str | Path, cfg: FractureDatasetConfig) -> bool:
     """True when `out` holds a complete dataset written with exactly these parameters."""
     meta = Path(out) / "dataset.json"
     try:
-        info = json.loads(meta.read_text())
+        info = json.loads(meta.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
     return bool(info.get("complete")) and info.get("config") == cfg.to_dict()
@@ -384,7 +384,7 @@ def write_fracture_dataset(
             volumes=[dict(asdict(e), split=splits[i]) for i, e in enumerate(entries)],
             counts=counts,
         )
-        (partial / "dataset.json").write_text(json.dumps(info, indent=1))
+        (partial / "dataset.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
         os.replace(partial, out)
     finally:
         shutil.rmtree(partial, ignore_errors=True)

@@ -37,7 +37,7 @@ def test_torchrun_two_cpu_processes_train_in_step(store, tmp_path):
         "train": {"steps": 6, "log_every": 1, "val_every": 3, "val_batches": 2, "threads": 1},
     }
     path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [
         sys.executable,
@@ -52,10 +52,18 @@ def test_torchrun_two_cpu_processes_train_in_step(store, tmp_path):
         "--config",
         str(path),
     ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        cmd,
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run = tmp_path / "run"
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
     assert summary["world_size"] == 2 and summary["steps"] == 6 and summary["done"]
     log = read_log(run / "log.jsonl")
     assert [r["step"] for r in log if "loss" in r] == list(range(1, 7))

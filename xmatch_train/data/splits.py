@@ -114,13 +114,13 @@ def split_record(metas: list[StoreMeta], split: VolumeSplit) -> dict:
 
 def save_split(path: str | Path, metas: list[StoreMeta], split: VolumeSplit) -> None:
     """Write `split_record` as JSON to `path`."""
-    Path(path).write_text(json.dumps(split_record(metas, split), indent=1))
+    Path(path).write_text(json.dumps(split_record(metas, split), indent=1), encoding="utf-8")
 
 
 def load_split(path: str | Path) -> VolumeSplit:
     """Read a split written by `save_split`."""
     try:
-        keys = json.loads(Path(path).read_text())["keys"]
+        keys = json.loads(Path(path).read_text(encoding="utf-8"))["keys"]
         return VolumeSplit(**{name: tuple(keys[name]) for name in SPLITS})
     except (OSError, KeyError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: not a split file ({err})") from err

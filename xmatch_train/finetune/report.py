@@ -48,7 +48,7 @@ def is_finetune_run(run_dir: str | Path) -> bool:
     """True when `run_dir` holds a fine-tuning run (its config has a ``guidance`` section)."""
     path = Path(run_dir) / "config.yaml"
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
         return False
     return isinstance(data, dict) and "guidance" in data and "select_metric" in data
@@ -185,7 +185,7 @@ def evaluate_finetune_runs(
         sources.add(f"{cfg.data.format}:{cfg.data.root}")
         folder = out / (run_dir.parent.name + "_" + run_dir.name)
         folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "predictions.csv", "w", newline="") as f:
+        with open(folder / "predictions.csv", "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(["study_id", "label", "probability"])
             writer.writerows(predictions)
@@ -193,7 +193,7 @@ def evaluate_finetune_runs(
     n = sum(len(v) for v in grouped.values())
     title = f"{', '.join(sorted(sources))}, split {split}, {n} run(s)"
     table = markdown_table(rows, title)
-    (out / "table.md").write_text(table)
+    (out / "table.md").write_text(table, encoding="utf-8")
 
     def clean(x):
         if isinstance(x, float) and not math.isfinite(x):
@@ -210,5 +210,5 @@ def evaluate_finetune_runs(
         rows=[dict(fusion=k[0], pretrained=k[1], guidance=k[2], **v) for k, v in rows.items()],
         runs=per_run,
     )
-    (out / "metrics.json").write_text(json.dumps(clean(record), indent=1))
+    (out / "metrics.json").write_text(json.dumps(clean(record), indent=1), encoding="utf-8")
     return table

@@ -109,7 +109,7 @@ def carve_validation(studies: list[Study], fraction: float, seed: int) -> list[S
 
 def _read_lines(path: Path) -> list[list[str]]:
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             return [row for row in csv.reader(f) if row and any(c.strip() for c in row)]
     except OSError as err:
         raise StudyDataError(f"{path}: cannot read ({err.strerror})") from err

@@ -52,7 +52,9 @@ def row_config(base: FinetuneConfig, row: str, seed: int) -> FinetuneConfig:
 def is_done(run_dir: str | Path) -> bool:
     """True when the run finished (its ``summary.json`` says ``done``)."""
     try:
-        return bool(json.loads((Path(run_dir) / "summary.json").read_text()).get("done"))
+        return bool(
+            json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8")).get("done")
+        )
     except (OSError, json.JSONDecodeError):
         return False
 

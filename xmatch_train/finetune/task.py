@@ -81,7 +81,7 @@ def load_studies(cfg: FinetuneConfig) -> list[Study]:
 def apply_split(studies: list[Study], path: Path) -> list[Study]:
     """Studies with the split recorded in ``split.json`` (a resumed or evaluated run)."""
     try:
-        recorded = json.loads(Path(path).read_text())["studies"]
+        recorded = json.loads(Path(path).read_text(encoding="utf-8"))["studies"]
     except (OSError, KeyError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: not a fine-tuning split file ({err})") from err
     split_of = {sid: name for name in SPLITS for sid in recorded.get(name, [])}
@@ -260,7 +260,7 @@ class FinetuneTask:
             counts=summary(self.studies),
             studies={n: [s.study_id for s in self.studies if s.split == n] for n in SPLITS},
         )
-        (run_dir / "split.json").write_text(json.dumps(record, indent=1))
+        (run_dir / "split.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
 
     def steps(self) -> int:
         t, d = self.cfg.train, self.cfg.data

@@ -25,7 +25,7 @@ class JsonlLogger:
     def __init__(self, run_dir: str | Path, tensorboard: bool = True):
         self.path = Path(run_dir) / "log.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a")
+        self._file = self.path.open("a", encoding="utf-8")
         self._tb = None
         if tensorboard:
             try:
@@ -55,7 +55,7 @@ class JsonlLogger:
 def read_log(path: str | Path) -> list[dict[str, Any]]:
     """All records of a ``log.jsonl`` (a torn last line from a kill is skipped)."""
     records = []
-    for line in Path(path).read_text().splitlines():
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:

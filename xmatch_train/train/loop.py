@@ -139,7 +139,7 @@ def _trim_log(run_dir: Path, step: int) -> None:
     path = run_dir / "log.jsonl"
     if path.is_file():
         keep = [r for r in read_log(path) if r.get("step", 0) <= step]
-        path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        path.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
 
 
 class Task(Protocol):
@@ -461,7 +461,9 @@ def _fit(task: Task, rt: dist.Runtime) -> Path:
         )
         if task.name == "pretrain":  # the pretraining's names for the same numbers
             summary.update(pairs_per_s=summary["samples_per_s"], best_val_ap=summary["best_val"])
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        (run_dir / "summary.json").write_text(
+            json.dumps(summary, indent=1, default=str), encoding="utf-8"
+        )
         logger.close()
     return run_dir
 
