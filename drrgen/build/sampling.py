@@ -176,7 +176,9 @@ def fit_view(pose: dict, corners: np.ndarray, isocenter: np.ndarray, size: int) 
     )
     unit = carm_view(pose["primary_deg"], pose["secondary_deg"], pixel_mm=1.0, **kwargs)
     rc = unit.project_points(corners)
-    extent_mm = float(np.max(np.ptp(rc, axis=0)))  # at 1 mm pixels, pixels = mm on detector
+    # At 1 mm pixels, pixels = mm on the detector. Perspective can put the projected crop off
+    # the detector centre, so size it by its farthest corner from the centre, not its span.
+    extent_mm = 2.0 * float(np.max(np.abs(rc - (size - 1) / 2.0)))
     pose["pixel_mm"] = extent_mm / (pose["fill"] * size)
     return carm_view(
         pose["primary_deg"], pose["secondary_deg"], pixel_mm=pose["pixel_mm"], **kwargs

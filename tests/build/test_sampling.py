@@ -67,9 +67,14 @@ def test_crops_distances_isocenter_and_fill():
             assert np.isclose(np.linalg.norm(ray), p["source_to_detector_mm"])
             assert 1000 <= p["source_to_isocenter_mm"] <= 1100
             assert 800 <= p["source_to_detector_mm"] - p["source_to_isocenter_mm"] <= 1200
-            # the projected crop spans `fill` of the wider detector axis
-            span = np.ptp(view.project_points(corners), axis=0).max() / size
-            assert cfg.fill_fraction[0] - 1e-6 <= span <= cfg.fill_fraction[1] + 1e-6
+            # the projected crop fits the central `fill` of the detector and touches its edge
+            # (its farthest corner from the centre sits at fill / 2 of the detector width)
+            rc = view.project_points(corners)
+            reach = 2 * np.abs(rc - (size - 1) / 2).max() / size
+            assert cfg.fill_fraction[0] - 1e-6 <= reach <= cfg.fill_fraction[1] + 1e-6
+            assert np.all(rc >= -0.5) and np.all(rc <= size - 0.5)  # never off the detector
+            span = np.ptp(rc, axis=0).max() / size
+            assert span <= reach + 1e-9
 
 
 def test_tissue_index_is_a_lower_bound_and_exact_on_cell_boundaries():
