@@ -18,6 +18,7 @@ Run directory:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -115,6 +116,7 @@ def make_stream(
 
 
 def _layout(cfg: PretrainConfig, rt: dist.Runtime) -> dict:
+    """Everything the data order and draws depend on: a resume must find it unchanged."""
     d = cfg.data
     return dict(
         world_size=rt.world_size,
@@ -122,6 +124,11 @@ def _layout(cfg: PretrainConfig, rt: dist.Runtime) -> dict:
         batch_size=d.batch_size,
         stores=list(d.stores),
         image_size=d.image_size,
+        seed=cfg.train.seed,
+        buffer=d.buffer,
+        mode=d.mode,
+        augment=dataclasses.asdict(d.augment),
+        split=[d.val_fraction, d.test_fraction, d.split_seed],
     )
 
 
