@@ -81,8 +81,9 @@ def view_footprints(
 def cached_coarse_grid(volume: Volume, cells: np.ndarray, hu_air: float) -> CoarseGrid:
     """`coarse_grid`, memoised on the volume (like its projector layouts).
 
-    A dataset builder may draw several view sets per CT; views of similar geometry share the
-    cells, so the one full pass over the fine volume is paid once per CT.
+    Repeated calls on the same `Volume` object (several view sets of one CT or crop) pay the
+    full pass over the fine volume once. The dataset builder crops afresh per sample, so there
+    each sample pays it (a few ms, see benchmarks/bench_correspondence.py).
     """
     key = ("correspondence.coarse", tuple(int(n) for n in cells), float(hu_air))
     if key not in volume._cache:
