@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from drrgen.geometry.view import View
-from drrgen.viz.show import display_scale
+from drrgen.viz.show import _display, display_scale
 
 # LPS axes -> (label of the + direction, label of the - direction).
 _AXIS_LABELS = (("L", "R"), ("P", "A"), ("S", "I"))
@@ -37,7 +37,7 @@ def draw_labelled_drr(ax, drr: np.ndarray, view: View, title: str = "", scale=No
         scale: display scale s of ``1 - exp(-x / s)`` (default: from the image).
     """
     s = display_scale(drr) if scale is None else scale
-    ax.imshow(1.0 - np.exp(-drr / s), cmap="gray", vmin=0, vmax=1)
+    ax.imshow(_display(drr, s), cmap="gray", vmin=0, vmax=1)
     style = dict(color="yellow", fontsize=12, fontweight="bold", ha="center", va="center")
     right, down = direction_label(view.u), direction_label(view.v)
     left, up = direction_label(-view.u), direction_label(-view.v)
