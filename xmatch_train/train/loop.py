@@ -409,12 +409,13 @@ def _fit(task: Task, rt: dist.Runtime) -> Path:
         scaler.update()
         scheduler.step()
         step += 1
-        loss_sum, n_loss = loss_sum + loss.item(), n_loss + 1
+        # Summed on the device: one host sync per log line, not per step.
+        loss_sum, n_loss = loss_sum + loss.detach().float(), n_loss + 1
         bar.update(1)
 
         if step % t.log_every == 0 or step == steps:
             now = time.perf_counter()
-            mean_loss = dist.mean_over_ranks(loss_sum / n_loss, rt)
+            mean_loss = dist.mean_over_ranks(float(loss_sum) / n_loss, rt)
             sps = n_loss * task.samples_per_batch * rt.world_size / max(now - t_log, 1e-9)
             if logger is not None:
                 logger.log(
