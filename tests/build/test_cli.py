@@ -37,7 +37,7 @@ def store(ct_dir, tmp_path_factory):
 
 def test_config_file_and_overrides(ct_dir, tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("size: 64\npatch: 16\nsamples_per_ct: 2\nblock: 2\nseed: 5\n")
+    cfg.write_text("size: 64\npatch: 16\nsamples_per_ct: 2\nblock: 2\nseed: 5\n", encoding="utf-8")
     out = tmp_path / "o.zarr"
     result = CliRunner().invoke(
         app,

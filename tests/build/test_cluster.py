@@ -41,6 +41,6 @@ def test_example_slurm_config_renders_a_job_script(tmp_path, monkeypatch):
 
 def test_bad_slurm_config_is_named(tmp_path):
     path = tmp_path / "s.yaml"
-    path.write_text("jobs: 2\n")
+    path.write_text("jobs: 2\n", encoding="utf-8")
     with pytest.raises(ValueError, match="s.yaml: needs a 'cluster:' mapping"):
         load_slurm_config(path)

@@ -43,7 +43,9 @@ def test_bad_values_are_refused_with_the_option_named(bad, match):
 
 def test_yaml_then_overrides(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("size: 64\npatch: 8\nsampling:\n  crop_fraction: [0.7, 0.9]\n")
+    path.write_text(
+        "size: 64\npatch: 8\nsampling:\n  crop_fraction: [0.7, 0.9]\n", encoding="utf-8"
+    )
     cfg = load_config(path)
     assert cfg.size == 64 and cfg.sampling.crop_fraction == (0.7, 0.9)
     assert cfg.views == 2  # missing keys take the defaults
@@ -55,6 +57,6 @@ def test_yaml_then_overrides(tmp_path):
 
 def test_unknown_yaml_keys_are_named(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("sise: 64\n")
+    path.write_text("sise: 64\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"c.yaml: unknown keys \['sise'\]"):
         load_config(path)

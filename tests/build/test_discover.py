@@ -24,7 +24,7 @@ def mixed_dir(tmp_path):
     (tmp_path / "bad_dicom" / "x0.dcm").write_bytes(b"not dicom at all" * 10)
     write_ct(vol, tmp_path / ".hidden" / "h.nii.gz")
     write_ct(vol, tmp_path / "old.zarr" / "z.nii.gz")
-    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "notes.txt").write_text("hello", encoding="utf-8")
     return tmp_path
 
 

@@ -118,7 +118,7 @@ def test_a_store_whose_creation_was_cut_short_is_recreated(reference, ct_dir, tm
 def test_never_overwrites_something_that_is_not_a_drrgen_store(ct_dir, tiny_cfg, tmp_path):
     target = tmp_path / "precious"
     target.mkdir()
-    (target / "thesis.tex").write_text("years of work")
+    (target / "thesis.tex").write_text("years of work", encoding="utf-8")
     with pytest.raises(StoreError, match="(?s)no Zarr store.*Refusing"):
         build(
             ct_dir,

@@ -76,10 +76,9 @@ def test_sigkill_of_the_driver_then_resume(ct_dir, clean, tmp_path):
             pass
     time.sleep(0.3)
     n_killed = _n_written(out)
-    assert 2 <= n_killed < 16, (
-        f"kill did not land mid-build ({n_killed}/16 blocks):\n"
-        + (tmp_path / "driver.log").read_text()
-    )
+    assert 2 <= n_killed < 16, f"kill did not land mid-build ({n_killed}/16 blocks):\n" + (
+        tmp_path / "driver.log"
+    ).read_text(encoding="utf-8")
     assert zarr.open_group(str(out), mode="r").attrs["complete"] is False
 
     summary = build(

@@ -130,7 +130,7 @@ def pretrain_run(tmp_path_factory) -> Path:
         "train": {"steps": 4, "log_every": 2, "val_every": 4, "val_batches": 1, "threads": 1},
     }  # fmt: skip
     path = root / "pre.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     return pretrain(load_config(path))
 
 

@@ -100,13 +100,13 @@ def test_generic_csv_both_layouts_and_errors(tmp_path):
     (study,) = read_study_csv(per_image)
     assert [Path(p).name for p in study.images] == ["1.png", "2.png"] and study.label == 1
     bad = tmp_path / "bad.csv"
-    bad.write_text("study_id,label,images\nz,2,a/1.png;a/2.png\n")
+    bad.write_text("study_id,label,images\nz,2,a/1.png;a/2.png\n", encoding="utf-8")
     with pytest.raises(StudyDataError, match="bad.csv, line 2: need a study_id and a label"):
         read_study_csv(bad)
-    bad.write_text("study_id,label,images\nz,1,a/1.png;missing.png\n")
+    bad.write_text("study_id,label,images\nz,1,a/1.png;missing.png\n", encoding="utf-8")
     with pytest.raises(StudyDataError, match="missing.png of study z does not exist"):
         read_study_csv(bad)
-    bad.write_text("id,label\n")
+    bad.write_text("id,label\n", encoding="utf-8")
     with pytest.raises(StudyDataError, match="needs study_id, label and images"):
         read_study_csv(bad)
 

@@ -23,7 +23,7 @@ from .conftest import finetune_config
 
 def write(tmp_path, cfg, name="ft.yaml"):
     path = tmp_path / name
-    path.write_text(yaml.safe_dump(cfg))
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     return path
 
 
@@ -37,7 +37,9 @@ def test_a_tiny_classifier_learns_an_easy_task(easy_studies, tmp_path, one_threa
     )
     run = finetune(load_config(write(tmp_path, cfg), cls=FinetuneConfig))
     table = evaluate_finetune_runs([run], tmp_path / "eval", workers=0)
-    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())["runs"][str(run)]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text(encoding="utf-8"))["runs"][
+        str(run)
+    ]
     assert metrics["accuracy"] >= 0.85 and metrics["kappa"] >= 0.7, table
 
 
@@ -62,7 +64,7 @@ def test_guided_run_resumes_exactly_and_evaluates(fracture_dataset, pretrain_run
     a, b = (load_checkpoint(tmp_path / d / "ckpt" / "last.pt")["model"] for d in ("full", "split"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.allclose(a["alpha"], torch.ones(2))  # the alphas learn
-    record = json.loads((tmp_path / "full" / "split.json").read_text())
+    record = json.loads((tmp_path / "full" / "split.json").read_text(encoding="utf-8"))
     volumes = {s: {sid.split("_")[0] for sid in record["studies"][s]} for s in record["studies"]}
     assert not (volumes["train"] & volumes["test"]) and not (volumes["val"] & volumes["test"])
 
@@ -81,7 +83,7 @@ def test_guided_run_resumes_exactly_and_evaluates(fracture_dataset, pretrain_run
     assert result.exit_code == 0, result.output
     assert "| ✓ | ✓ | Early |" in result.output
     (predictions,) = (tmp_path / "eval").glob("*_full/predictions.csv")
-    with open(predictions) as f:
+    with open(predictions, encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == record["counts"]["test"]["studies"] == 6
     assert all(0 <= float(r["probability"]) <= 1 for r in rows)
@@ -94,10 +96,10 @@ def test_table_driver_rows_seeds_and_kept_runs(easy_studies, pretrain_run, tmp_p
     args = ["finetune-table", "--config", str(path), "--rows", "single,early_pretrain_guidance"]
     result = CliRunner().invoke(app, args + ["--out", str(tmp_path / "t")])
     assert result.exit_code == 0, result.output
-    lines = (tmp_path / "t" / "table.md").read_text().splitlines()
+    lines = (tmp_path / "t" / "table.md").read_text(encoding="utf-8").splitlines()
     assert lines[-2].startswith("| – | – | Single |") and lines[-2].endswith("| 2 |")
     assert lines[-1].startswith("| ✓ | ✓ | Early |")
-    metrics = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "t" / "metrics.json").read_text(encoding="utf-8"))
     assert len(metrics["runs"]) == 4 and len(metrics["rows"]) == 2
     guided = load_config(
         tmp_path / "runs/early_pretrain_guidance/seed1/config.yaml", cls=FinetuneConfig

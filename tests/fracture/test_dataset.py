@@ -37,11 +37,14 @@ def dataset(tmp_path_factory):
 
 
 def _records(root):
-    return [json.loads(line) for line in (root / "studies.jsonl").read_text().splitlines()]
+    return [
+        json.loads(line)
+        for line in (root / "studies.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
 
 
 def test_layout_counts_and_split_by_volume(dataset):
-    info = json.loads((dataset / "dataset.json").read_text())
+    info = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))
     assert info["complete"] and info["config"] == TINY.to_dict()
     rows = list(csv.DictReader(open(dataset / "studies.csv")))
     assert len(rows) == 12 and set(rows[0]) == {"study_id", "label", "split", "patient", "images"}

@@ -34,7 +34,7 @@ def test_gpu_config_has_the_papers_settings():
 
 def test_overrides_types_and_round_trip(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("run_dir: r\nmodel: {name: cnn}\noptim: {lr: 0.01}\n")
+    path.write_text("run_dir: r\nmodel: {name: cnn}\noptim: {lr: 0.01}\n", encoding="utf-8")
     cfg = load_config(
         path,
         [
@@ -55,7 +55,7 @@ def test_overrides_types_and_round_trip(tmp_path):
 
 def test_errors_name_the_file_and_key(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text("optim: {lr: 1e-4, momentum: 0.9}\n")
+    path.write_text("optim: {lr: 1e-4, momentum: 0.9}\n", encoding="utf-8")
     with pytest.raises(
         ConfigError, match=r"bad.yaml: config.optim: unknown key\(s\) \['momentum'\]"
     ):

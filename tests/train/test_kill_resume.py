@@ -54,7 +54,7 @@ def test_kill_9_then_rerun_matches_the_uninterrupted_run(store, tmp_path):
             },
         }
         paths[name] = tmp_path / f"{name}.yaml"
-        paths[name].write_text(yaml.safe_dump(cfg))
+        paths[name].write_text(yaml.safe_dump(cfg), encoding="utf-8")
     subprocess.run(_cmd(paths["full"]), env=env, check=True, capture_output=True, timeout=300)
 
     proc = subprocess.Popen(

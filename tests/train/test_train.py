@@ -57,7 +57,7 @@ def tiny_config(store, run_dir, **data):
 
 def write(tmp_path, cfg, name="cfg.yaml"):
     path = tmp_path / name
-    path.write_text(yaml.safe_dump(cfg))
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     return path
 
 
@@ -109,9 +109,9 @@ def test_stop_and_resume_continues_exactly(store, tmp_path):
     assert [r["loss"] for r in split if "loss" in r] == [r["loss"] for r in full if "loss" in r]
     a, b = (load_checkpoint(tmp_path / d / "ckpt" / "last.pt")["model"] for d in ("full", "split"))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    summary = (tmp_path / "split" / "summary.json").read_text()
+    summary = (tmp_path / "split" / "summary.json").read_text(encoding="utf-8")
     pretrain(load_config(path))  # a finished run is left as it is
-    assert (tmp_path / "split" / "summary.json").read_text() == summary
+    assert (tmp_path / "split" / "summary.json").read_text(encoding="utf-8") == summary
     with pytest.raises(ValueError, match="data layout changed"):
         pretrain(load_config(path, ["data.batch_size=2", "train.steps=12"]))
 
@@ -136,7 +136,7 @@ def test_cli_pretrain_then_eval_on_own_test_volumes_and_on_new_cts(store, tmp_pa
         "summary.json",
     }
     assert load_config(run / "config.yaml").train.steps == 6
-    split = json.loads((run / "split.json").read_text())
+    split = json.loads((run / "split.json").read_text(encoding="utf-8"))
     assert [len(split["keys"][k]) for k in ("train", "val", "test")] == [1, 1, 1]
 
     out = tmp_path / "eval"
@@ -157,10 +157,10 @@ def test_cli_pretrain_then_eval_on_own_test_volumes_and_on_new_cts(store, tmp_pa
         ],
     )
     assert result.exit_code == 0, result.output
-    metrics = json.loads((out / "metrics.json").read_text())["run"]
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["run"]
     assert metrics["pairs"] == 8  # the one test CT's 8 samples only
     assert 0 <= metrics["ap"] <= 1 and metrics["mse"] > 0
-    table = (out / "table.md").read_text()
+    table = (out / "table.md").read_text(encoding="utf-8")
     assert table.startswith("| Run | Attention model") and "| run | Standard transformer |" in table
     assert (out / "run" / "sample_1.png").stat().st_size > 0 and (out / "curves.png").is_file()
 
@@ -182,7 +182,12 @@ def test_cli_pretrain_then_eval_on_own_test_volumes_and_on_new_cts(store, tmp_pa
         ],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "eval_new" / "metrics.json").read_text())["run"]["pairs"] == 8
+    assert (
+        json.loads((tmp_path / "eval_new" / "metrics.json").read_text(encoding="utf-8"))["run"][
+            "pairs"
+        ]
+        == 8
+    )
 
 
 def test_checkpoints_load_with_weights_only(store, tmp_path):
