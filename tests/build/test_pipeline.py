@@ -174,7 +174,7 @@ def test_one_local_worker_and_two_external_workers_give_identical_stores(
     _assert_same(_arrays(out), _arrays(url))
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(240)
 def test_a_cluster_without_workers_is_reported_not_waited_for_forever(ct_dir, tiny_cfg, tmp_path):
     from distributed import Client, LocalCluster
 

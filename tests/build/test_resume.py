@@ -38,7 +38,7 @@ def clean(ct_dir, tmp_path_factory):
     return _arrays(url)
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(420)
 def test_sigkill_of_the_driver_then_resume(ct_dir, clean, tmp_path):
     out = tmp_path / "killed.zarr"
     cmd = [
