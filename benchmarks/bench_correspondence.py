@@ -38,6 +38,7 @@ import time
 from functools import partial
 
 import numpy as np
+from timing import median_ms
 
 from drrgen.correspondence import checks, correspondence
 from drrgen.correspondence.coarse import coarse_cells, coarse_volume, iso_patch_width_mm
@@ -73,19 +74,6 @@ def plan_cells(volume: Volume, views: list, fraction: float = PATCH_FRACTION) ->
 def fresh(volume: Volume) -> Volume:
     """The same data and affine with an empty cache (no copy of the data)."""
     return Volume(volume.data, volume.affine, volume.source)
-
-
-def median_ms(fns: dict, repeats: int) -> dict:
-    """Median wall time (ms) of each callable, interleaved so all see the same machine load."""
-    for fn in fns.values():
-        fn()  # warm-up: compilation, caches
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {name: float(np.median(ts) * 1e3) for name, ts in times.items()}
 
 
 def brute_force_ms(volume: Volume, views: list, threads: int, sample: int) -> tuple[float, int]:

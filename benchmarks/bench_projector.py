@@ -12,9 +12,9 @@ two images (a check that both compute the same DRR), and the time to read the vo
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from timing import median_ms
 
 from drrgen.geometry import carm_view
 from drrgen.projector import project
@@ -33,19 +33,6 @@ def make_volume(n: int, seed: int = 0) -> Volume:
     affine = np.eye(4)
     affine[:3, 3] = -(n - 1) / 2.0
     return Volume(data * np.float32(0.02), affine, "benchmark blobs")
-
-
-def median_ms(fns: dict, repeats: int) -> dict:
-    """Median wall time (ms) of each callable, interleaved so all see the same machine load."""
-    for fn in fns.values():
-        fn()  # warm-up: compilation, caches
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {name: float(np.median(ts) * 1e3) for name, ts in times.items()}
 
 
 def rtk_projector(volume: Volume, view, threads: int):
