@@ -45,8 +45,16 @@ def _clip(s_m, d_m, s_x, d_x, x_lo, x_hi, kmin, kmax):
     slope = d_x / d_m
     k0 = s_m + (x_lo - s_x) / slope
     k1 = s_m + (x_hi - s_x) / slope
-    kmin = max(kmin, math.ceil(min(k0, k1)))
-    kmax = min(kmax, math.floor(max(k0, k1)))
+    first, last = min(k0, k1), max(k0, k1)
+    # A ray nearly parallel to a face crosses it thousands of millions of slices away (or at
+    # +-inf): compare in float first, so no such value is ever cast to an integer (the int32
+    # range arrays would wrap it into a huge range read out of bounds).
+    if first > kmax or last < kmin:
+        return kmax + 1, kmax
+    if first > kmin:
+        kmin = math.ceil(first)
+    if last < kmax:
+        kmax = math.floor(last)
     return kmin, kmax
 
 

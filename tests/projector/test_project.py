@@ -5,7 +5,7 @@ import pytest
 from helpers import ball_volume, centred, oblique_affine
 
 from drrgen.geometry import View, carm_view
-from drrgen.projector import project
+from drrgen.projector import kernels, project
 from drrgen.volume import Volume
 
 
@@ -139,3 +139,21 @@ def test_rays_missing_the_volume_are_zero_and_units_scale():
         0, 0, source_to_isocenter_mm=1000, source_to_detector_mm=1500, pixel_mm=0.5, shape=(2, 2)
     )
     np.testing.assert_allclose(project(vol, view), 0.8, rtol=1e-4)
+
+
+@pytest.mark.parametrize("offset", [-8e-7, 8e-7, -1e-300, 0.0])
+def test_ray_grazing_a_face_from_outside_reads_nothing(offset):
+    # Regression (a build worker crashed on it): a ray outside the box, nearly parallel to a
+    # face, crosses that face ~3e9 slices away; the crossing cast to int32 wrapped around into
+    # a huge slice range read far out of bounds. Such a ray has no slice with any weight.
+    vol = Volume(np.ones((8, 8, 8), np.float32), np.eye(4))
+    src, det = [-100.0, 20.0, 3.5], [100.0, 20.0 + offset, 3.5]
+    view = View(src, det, [0.0, 0.0, 1e-3], [0.0, 1e-3, 0.0], (1, 1))
+    inv = np.linalg.inv(vol.affine)
+    setup = kernels.ray_setup(
+        inv[:3, :3] @ view.source, inv[:3, :3] @ view.detector_center, inv[:3, :3] @ view.u,
+        inv[:3, :3] @ view.v, 1, 1, np.zeros(3, np.int64), np.full(3, 8, np.int64), np.eye(3),
+    )
+    kmin, kmax, kin0, kin1 = (int(x[0]) for x in setup[5:9])
+    assert kmin > kmax and kin0 > kin1
+    assert project(vol, view)[0, 0] == 0.0
