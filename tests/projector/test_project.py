@@ -149,11 +149,9 @@ def test_ray_grazing_a_face_from_outside_reads_nothing(offset):
     vol = Volume(np.ones((8, 8, 8), np.float32), np.eye(4))
     src, det = [-100.0, 20.0, 3.5], [100.0, 20.0 + offset, 3.5]
     view = View(src, det, [0.0, 0.0, 1e-3], [0.0, 1e-3, 0.0], (1, 1))
-    inv = np.linalg.inv(vol.affine)
-    setup = kernels.ray_setup(
-        inv[:3, :3] @ view.source, inv[:3, :3] @ view.detector_center, inv[:3, :3] @ view.u,
-        inv[:3, :3] @ view.v, 1, 1, np.zeros(3, np.int64), np.full(3, 8, np.int64), np.eye(3),
-    )
+    box = (np.zeros(3, np.int64), np.full(3, 8, np.int64))  # identity affine: index = mm
+    v = view.as_vector()
+    setup = kernels.ray_setup(v[0:3], v[3:6], v[6:9], v[9:12], 1, 1, *box, np.eye(3))
     kmin, kmax, kin0, kin1 = (int(x[0]) for x in setup[5:9])
     assert kmin > kmax and kin0 > kin1
     assert project(vol, view)[0, 0] == 0.0
