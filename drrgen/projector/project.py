@@ -60,8 +60,10 @@ def project(volume: Volume, view: View, threads: int | None = None) -> np.ndarra
         )
         out = np.zeros(h * w, np.float32)
         order, tile_of = _tile_order(h, w)
+        # Rays that miss the crop keep their 0 and cost nothing more (often half of them).
+        hit = kmin <= kmax
         for m in range(3):
-            rays = order[axis[order] == m]
+            rays = order[(axis[order] == m) & hit[order]]
             if rays.size == 0:
                 continue
             tile_ptr = _tile_ptr(tile_of[rays])
