@@ -33,18 +33,18 @@ def _other_axes(m):
 
 
 @njit(cache=True, inline="always")
-def _clip(s_m, d_m, s_x, d_x, x_lo, x_hi, kmin, kmax):
+def _clip(s_m, s_x, d_x, inv_slope, x_lo, x_hi, kmin, kmax):
     """Narrow [kmin, kmax] to the slices k where the ray's coordinate x is in [x_lo, x_hi].
 
-    x(k) = s_x + (k - s_m) d_x / d_m is linear in k, so the answer is one interval.
+    x(k) = s_x + (k - s_m) / inv_slope is linear in k, so the answer is one interval
+    (``inv_slope = d_m / d_x``; parallel when ``d_x`` is 0 or so small that it overflows).
     """
-    if d_x == 0.0:
+    if d_x == 0.0 or math.isinf(inv_slope):
         if s_x < x_lo or s_x > x_hi:
             return kmax + 1, kmax
         return kmin, kmax
-    slope = d_x / d_m
-    k0 = s_m + (x_lo - s_x) / slope
-    k1 = s_m + (x_hi - s_x) / slope
+    k0 = s_m + (x_lo - s_x) * inv_slope
+    k1 = s_m + (x_hi - s_x) * inv_slope
     first, last = min(k0, k1), max(k0, k1)
     # A ray nearly parallel to a face crosses it thousands of millions of slices away (or at
     # +-inf): compare in float first, so no such value is ever cast to an integer (the int32
@@ -105,11 +105,14 @@ def ray_setup(src, det, du, dv, h, w, lo, hi, lin):
             k_lo = max(lo[m], math.ceil(min(sm, sm + dm)))
             k_hi = min(hi[m] - 1, math.floor(max(sm, sm + dm)))
             # Any weight: coordinate within one voxel of the box (zero ramp beyond the edge).
-            k0, k1 = _clip(sm, dm, sa, dax, lo[ax] - 1.0, hi[ax] + 0.0, k_lo, k_hi)
-            k0, k1 = _clip(sm, dm, sb, dbx, lo[bx] - 1.0, hi[bx] + 0.0, k0, k1)
+            # One division per axis instead of one per face (setup is ~10 % of a crop's DRR).
+            inv_a = dm / dax if dax != 0.0 else 0.0
+            inv_b = dm / dbx if dbx != 0.0 else 0.0
+            k0, k1 = _clip(sm, sa, dax, inv_a, lo[ax] - 1.0, hi[ax] + 0.0, k_lo, k_hi)
+            k0, k1 = _clip(sm, sb, dbx, inv_b, lo[bx] - 1.0, hi[bx] + 0.0, k0, k1)
             # All four neighbours inside the box: the unmasked fast path.
-            j0, j1 = _clip(sm, dm, sa, dax, lo[ax] + _EPS, hi[ax] - 1.0 - _EPS, k0, k1)
-            j0, j1 = _clip(sm, dm, sb, dbx, lo[bx] + _EPS, hi[bx] - 1.0 - _EPS, j0, j1)
+            j0, j1 = _clip(sm, sa, dax, inv_a, lo[ax] + _EPS, hi[ax] - 1.0 - _EPS, k0, k1)
+            j0, j1 = _clip(sm, sb, dbx, inv_b, lo[bx] + _EPS, hi[bx] - 1.0 - _EPS, j0, j1)
             if j0 > j1:
                 j0, j1 = k1 + 1, k1
             axis[i] = m
@@ -120,10 +123,10 @@ def ray_setup(src, det, du, dv, h, w, lo, hi, lin):
             db[i] = rb
             a0[i] = sa - sm * ra
             b0[i] = sb - sm * rb
-            x = (lin[0, 0] * d0 + lin[0, 1] * d1 + lin[0, 2] * d2) / abs(dm)
-            y = (lin[1, 0] * d0 + lin[1, 1] * d1 + lin[1, 2] * d2) / abs(dm)
-            z = (lin[2, 0] * d0 + lin[2, 1] * d1 + lin[2, 2] * d2) / abs(dm)
-            step_mm[i] = math.sqrt(x * x + y * y + z * z)
+            x = lin[0, 0] * d0 + lin[0, 1] * d1 + lin[0, 2] * d2
+            y = lin[1, 0] * d0 + lin[1, 1] * d1 + lin[1, 2] * d2
+            z = lin[2, 0] * d0 + lin[2, 1] * d1 + lin[2, 2] * d2
+            step_mm[i] = math.sqrt(x * x + y * y + z * z) / abs(dm)
     return axis, a0, da, b0, db, ks[0], ks[1], ks[2], ks[3], step_mm
 
 

@@ -141,7 +141,7 @@ def test_rays_missing_the_volume_are_zero_and_units_scale():
     np.testing.assert_allclose(project(vol, view), 0.8, rtol=1e-4)
 
 
-@pytest.mark.parametrize("offset", [-8e-7, 8e-7, -1e-300, 0.0])
+@pytest.mark.parametrize("offset", [-8e-7, 8e-7, -1e-300, 1e-320, 0.0])
 def test_ray_grazing_a_face_from_outside_reads_nothing(offset):
     # Regression (a build worker crashed on it): a ray outside the box, nearly parallel to a
     # face, crosses that face ~3e9 slices away; the crossing cast to int32 wrapped around into
