@@ -19,6 +19,22 @@ def select_threading_layer() -> None:
         numba.config.THREADING_LAYER = "omp"
 
 
+def adopt_numba_env() -> None:
+    """Re-read Numba's settings from the environment if this process has not launched threads.
+
+    Why: a Dask nanny sets ``NUMBA_NUM_THREADS`` (`drrgen.build.cluster.worker_env`) inside the
+    worker after the spawned process has imported drrgen, and so Numba, with the machine's
+    default. Numba re-reads the environment only when it compiles: when the first parallel
+    kernel comes from the on-disk cache, its threads start with the stale count, and the next
+    compilation in that process raises "Cannot set NUMBA_NUM_THREADS to a different value once
+    the threads have been launched". Call this at the start of every worker task.
+    """
+    from numba.np.ufunc import parallel
+
+    if not getattr(parallel, "_is_initialized", True):
+        numba.core.config.reload_config()
+
+
 @contextmanager
 def numba_threads(threads: int | None):
     """Run the block with `threads` Numba threads (None: leave the current setting)."""

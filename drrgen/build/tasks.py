@@ -22,6 +22,7 @@ from drrgen.build.store import Layout, open_store, write_block
 from drrgen.correspondence import correspondence
 from drrgen.errors import CTReadError
 from drrgen.projector import project
+from drrgen.runtime import adopt_numba_env
 from drrgen.volume import Volume, read_ct
 
 
@@ -216,6 +217,7 @@ def run_block(task: BlockTask, job: Job) -> BlockResult:
     Returns:
         A `BlockResult`; on failure `error` names the reason (the path is in `path`).
     """
+    adopt_numba_env()
     cfg = BuildConfig.from_dict(job.params)
     result = BlockResult(task.block, task.volume_id, False, task.path)
     try:

@@ -1,0 +1,44 @@
+"""Numba runtime settings in processes that learn NUMBA_NUM_THREADS after importing drrgen."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# A Dask worker: drrgen (and Numba) imported before the nanny sets the worker's environment,
+# a parallel kernel loaded from the on-disk cache, then a compilation in the same process.
+WORKER = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
+    import drrgen
+    from numba import njit
+    from drrgen.runtime import adopt_numba_env
+
+    os.environ["NUMBA_NUM_THREADS"] = "1"
+    if sys.argv[1] == "adopt":
+        adopt_numba_env()
+    vol = drrgen.Volume(np.ones((4, 4, 4), np.float32), np.eye(4))
+    drrgen.project(vol, drrgen.carm_view(0, 0, isocenter=(1.5, 1.5, 1.5), shape=(4, 4)))
+    print(njit(lambda x: x + 1)(1))
+    """
+)
+
+
+def _run(mode: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    return subprocess.run(
+        [sys.executable, "-c", WORKER, mode], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.skipif(os.cpu_count() == 1, reason="the stale default must differ from 1")
+def test_adopting_the_env_before_the_first_kernel_keeps_later_compiles_working():
+    assert _run("adopt").returncode == 0  # also fills the kernel cache for the runs below
+    plain = _run("plain")  # the failure this guards against: the kernel came from the cache
+    assert plain.returncode != 0 and "NUMBA_NUM_THREADS" in plain.stderr
+    adopted = _run("adopt")
+    assert adopted.returncode == 0, adopted.stderr
+    assert adopted.stdout.strip() == "2"
