@@ -67,3 +67,16 @@ def test_missing_folder_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a folder"):
         discover_cts(tmp_path / "nope")
     assert discover_cts(tmp_path) == []
+
+
+def test_only_detached_headers_name_other_files(tmp_path):
+    # A NIfTI whose header text (the 80-byte descrip field at offset 148) looks like a
+    # detached-header line: nothing else is hashed with it, and discovery never reads a whole
+    # volume file as text.
+    write_ct(tiny_ct(shape=(8, 10, 12)), tmp_path / "a.nii")
+    with open(tmp_path / "a.nii", "r+b") as f:
+        f.seek(148)
+        f.write(b"\nElementDataFile = extra.raw\n".ljust(80, b"\0"))
+    (tmp_path / "extra.raw").write_bytes(b"\0" * 16)
+    (source,) = discover_cts(tmp_path)
+    assert source.files == (tmp_path / "a.nii",)
