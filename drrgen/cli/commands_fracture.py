@@ -43,3 +43,12 @@ def fracture(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     typer.echo(f"fracture dataset: {path} ({time.perf_counter() - start:.1f} s)")
+    preview = path / "preview.png"
+    try:
+        if not preview.exists():
+            from drrgen.viz import draw_studies
+
+            draw_studies(path, preview)
+        typer.echo(f"preview:          {preview} (test studies, fracture points ringed)")
+    except ValueError as err:  # e.g. an empty test split: the dataset itself is fine
+        typer.echo(f"no preview: {err}")

@@ -2,10 +2,13 @@
 
 from drrgen.viz.orientation import direction_label, draw_labelled_drr, save_views_figure
 from drrgen.viz.show import pick_patch, show_sample
+from drrgen.viz.studies import draw_studies, fracture_pixel
 
 __all__ = [
     "direction_label",
+    "draw_studies",
     "draw_labelled_drr",
+    "fracture_pixel",
     "pick_patch",
     "save_views_figure",
     "show_sample",

@@ -19,6 +19,7 @@ from drrgen.fracture.dataset import (
     to_uint8,
     write_fracture_dataset,
 )
+from drrgen.viz import draw_studies, fracture_pixel
 
 TINY = FractureDatasetConfig(
     phantoms=3,
@@ -89,3 +90,24 @@ def test_volume_split_rule():
     assert (names.count("train"), names.count("val"), names.count("test")) == (14, 4, 6)
     assert names == split_volumes(24, 0.15, 0.25, seed=0)
     assert split_volumes(3, 0.2, 0.2, seed=0).count("train") == 1
+
+
+def test_preview_rings_the_fracture_where_the_render_changed(dataset, tmp_path):
+    # The ring (pinhole projection of the recorded cut point) must sit on the pixels that the
+    # fracture changed; and the contact sheet is written.
+    entries = plan_volumes(TINY)
+    for rec in _records(dataset):
+        if rec["label"] != 1:
+            continue
+        volume = entries[rec["volume"]].load(TINY.phantom_shape)
+        for k, (path, vec) in enumerate(zip(rec["images"], rec["views"], strict=True)):
+            view = View.from_vector(vec, (32, 32))
+            intact = to_uint8(project(volume.to_mu(TINY.views.mu_water), view)).astype(int)
+            diff = np.abs(np.asarray(Image.open(dataset / path), dtype=int) - intact)
+            changed = np.argwhere(
+                diff > 0.2 * diff.max()
+            )  # a displaced fragment changes most at its ends
+            rc = fracture_pixel(rec, k, (32, 32))
+            assert np.min(np.linalg.norm(changed - rc, axis=1)) < 3.0, rec["study_id"]
+    png = draw_studies(dataset, tmp_path / "preview.png", per_label=2, split="train")
+    assert Image.open(png).size[0] > 300
