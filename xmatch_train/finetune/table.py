@@ -8,8 +8,9 @@ Rows (the paper's Table 3, top to bottom):
                                  (``table.pretrain_run``), lr ``table.pretrained_lr``;
     ``early_pretrain_guidance``  the same plus correspondence-guided attention with the
                                  pretraining's predicted C.
-Runs go to ``run_dir/<row>/seed<k>``; a finished run (``summary.json`` with ``done``) is kept,
-an interrupted one resumes, so rerunning the command continues where it stopped.
+Runs go to ``run_dir/<row>/seed<k>``; a finished run (``summary.json`` with ``done``) is kept
+if it was made with the same configuration (otherwise the command refuses: a table must not
+mix settings), an interrupted one resumes, so rerunning the command continues where it stopped.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import yaml
+
+from xmatch_train.config import to_dict
 from xmatch_train.finetune.config import FinetuneConfig
 from xmatch_train.finetune.report import evaluate_finetune_runs
 from xmatch_train.finetune.task import finetune
@@ -59,6 +63,21 @@ def is_done(run_dir: str | Path) -> bool:
         return False
 
 
+def changed_keys(cfg: FinetuneConfig) -> list[str]:
+    """Dotted keys where the ``config.yaml`` saved in ``cfg.run_dir`` differs from `cfg`."""
+    saved = yaml.safe_load((Path(cfg.run_dir) / "config.yaml").read_text(encoding="utf-8"))
+    wanted = yaml.safe_load(yaml.safe_dump(to_dict(cfg)))  # tuples -> lists, as saved
+
+    def walk(a, b, prefix=""):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                yield from walk(a.get(key), b.get(key), f"{prefix}{key}.")
+        elif a != b:
+            yield prefix.rstrip(".")
+
+    return list(walk(saved, wanted))
+
+
 def run_table(
     base: FinetuneConfig,
     rows: tuple[str, ...] | None = None,
@@ -82,6 +101,11 @@ def run_table(
     configs = [row_config(base, row, seed) for row in rows for seed in seeds]
     for i, cfg in enumerate(configs, start=1):
         if is_done(cfg.run_dir):
+            if changed := changed_keys(cfg):
+                raise ValueError(
+                    f"{cfg.run_dir}: finished with other settings ({', '.join(changed)}); "
+                    "choose another run_dir=... (or delete that run) to build a new table"
+                )
             print(f"[{i}/{len(configs)}] {cfg.run_dir}: done, kept")
             continue
         print(f"[{i}/{len(configs)}] {cfg.run_dir}")
