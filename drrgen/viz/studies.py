@@ -21,16 +21,15 @@ from drrgen.geometry import View  # noqa: E402
 
 
 def _pick(records: list[dict], label: int, n: int, split: str) -> list[dict]:
-    """Up to `n` records of `label` in `split`, from different volumes first."""
-    chosen, volumes = [], set()
+    """Up to `n` records of `label` in `split`: one per volume first, then any."""
     pool = [r for r in records if r["label"] == label and r["split"] == split]
-    for r in pool + pool:  # first pass: one per volume; second: fill up
-        if len(chosen) == n:
-            break
-        if r not in chosen and (r["volume"] not in volumes or len(volumes) >= len(pool)):
-            chosen.append(r)
-            volumes.add(r["volume"])
-    return chosen
+    first, seen = [], set()
+    for r in pool:
+        if r["volume"] not in seen:
+            first.append(r)
+            seen.add(r["volume"])
+    rest = [r for r in pool if r not in first]
+    return (first + rest)[:n]
 
 
 def fracture_pixel(record: dict, view_index: int, shape: tuple[int, int]) -> np.ndarray | None:

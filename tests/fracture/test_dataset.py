@@ -111,3 +111,13 @@ def test_preview_rings_the_fracture_where_the_render_changed(dataset, tmp_path):
             assert np.min(np.linalg.norm(changed - rc, axis=1)) < 3.0, rec["study_id"]
     png = draw_studies(dataset, tmp_path / "preview.png", per_label=2, split="train")
     assert Image.open(png).size[0] > 300
+
+
+def test_preview_picks_one_study_per_volume_first():
+    from drrgen.viz.studies import _pick
+
+    recs = [
+        dict(label=1, split="test", volume=v, study_id=f"{v}_{i}") for v in (0, 1) for i in (0, 1)
+    ]
+    assert [r["study_id"] for r in _pick(recs, 1, 3, "test")] == ["0_0", "1_0", "0_1"]
+    assert _pick(recs, 0, 3, "test") == [] and len(_pick(recs, 1, 9, "test")) == 4
