@@ -28,7 +28,8 @@ def _pick(records: list[dict], label: int, n: int, split: str) -> list[dict]:
         if r["volume"] not in seen:
             first.append(r)
             seen.add(r["volume"])
-    rest = [r for r in pool if r not in first]
+    taken = {id(r) for r in first}
+    rest = [r for r in pool if id(r) not in taken]
     return (first + rest)[:n]
 
 

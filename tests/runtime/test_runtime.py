@@ -5,7 +5,11 @@ import subprocess
 import sys
 import textwrap
 
+import numba
 import pytest
+
+from drrgen.build import tasks
+from drrgen.build.config import BuildConfig
 
 # A Dask worker: drrgen (and Numba) imported before the nanny sets the worker's environment,
 # a parallel kernel loaded from the on-disk cache, then a compilation in the same process.
@@ -34,7 +38,9 @@ def _run(mode: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.skipif(os.cpu_count() == 1, reason="the stale default must differ from 1")
+@pytest.mark.skipif(
+    numba.config.NUMBA_DEFAULT_NUM_THREADS == 1, reason="the stale default must differ from 1"
+)
 def test_adopting_the_env_before_the_first_kernel_keeps_later_compiles_working():
     assert _run("adopt").returncode == 0  # also fills the kernel cache for the runs below
     plain = _run("plain")  # the failure this guards against: the kernel came from the cache
@@ -42,3 +48,12 @@ def test_adopting_the_env_before_the_first_kernel_keeps_later_compiles_working()
     adopted = _run("adopt")
     assert adopted.returncode == 0, adopted.stderr
     assert adopted.stdout.strip() == "2"
+
+
+def test_every_build_task_adopts_the_env_first(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(tasks, "adopt_numba_env", lambda: calls.append(1))
+    task = tasks.BlockTask(0, 0, 0, str(tmp_path / "missing.nii.gz"), None)
+    job = tasks.Job("unused.zarr", None, BuildConfig().to_dict(), None, 1)
+    result = tasks.run_block(task, job)
+    assert calls == [1] and "no such file" in result.error

@@ -9,8 +9,8 @@ Rows (the paper's Table 3, top to bottom):
     ``early_pretrain_guidance``  the same plus correspondence-guided attention with the
                                  pretraining's predicted C.
 Runs go to ``run_dir/<row>/seed<k>``; a finished run (``summary.json`` with ``done``) is kept
-if it was made with the same configuration (otherwise the command refuses: a table must not
-mix settings), an interrupted one resumes, so rerunning the command continues where it stopped.
+and an interrupted one resumes, so rerunning the command continues where it stopped; a run
+started with other settings (`changed_keys`) makes the command refuse: a table never mixes them.
 """
 
 from __future__ import annotations
@@ -63,12 +63,34 @@ def is_done(run_dir: str | Path) -> bool:
         return False
 
 
+# Keys that say where a run goes or how fast it goes, not what it computes: a run made with
+# other values of these is still the same row of the table.
+_NOT_SETTINGS = (
+    "run_dir",
+    "table",
+    "data.num_workers",
+    "data.cache_images",
+    "train.threads",
+    "train.device",
+    "train.resume",
+    "train.stop_after",
+    "train.log_every",
+    "train.ckpt_every",
+)
+
+
 def changed_keys(cfg: FinetuneConfig) -> list[str]:
-    """Dotted keys where the ``config.yaml`` saved in ``cfg.run_dir`` differs from `cfg`."""
-    saved = yaml.safe_load((Path(cfg.run_dir) / "config.yaml").read_text(encoding="utf-8"))
+    """Dotted keys where the ``config.yaml`` saved in ``cfg.run_dir`` differs from `cfg`
+    (keys of `_NOT_SETTINGS` aside); [] when no run has been started there."""
+    path = Path(cfg.run_dir) / "config.yaml"
+    if not path.is_file():
+        return []
+    saved = yaml.safe_load(path.read_text(encoding="utf-8"))
     wanted = yaml.safe_load(yaml.safe_dump(to_dict(cfg)))  # tuples -> lists, as saved
 
     def walk(a, b, prefix=""):
+        if prefix.rstrip(".") in _NOT_SETTINGS:
+            return
         if isinstance(a, dict) and isinstance(b, dict):
             for key in sorted(set(a) | set(b)):
                 yield from walk(a.get(key), b.get(key), f"{prefix}{key}.")
@@ -100,12 +122,12 @@ def run_table(
     seeds = tuple(base.table.seeds if seeds is None else seeds)
     configs = [row_config(base, row, seed) for row in rows for seed in seeds]
     for i, cfg in enumerate(configs, start=1):
+        if changed := changed_keys(cfg):  # finished or interrupted: never resumed or mixed
+            raise ValueError(
+                f"{cfg.run_dir}: started with other settings ({', '.join(changed)}); "
+                "choose another run_dir=... (or delete that run) to build a new table"
+            )
         if is_done(cfg.run_dir):
-            if changed := changed_keys(cfg):
-                raise ValueError(
-                    f"{cfg.run_dir}: finished with other settings ({', '.join(changed)}); "
-                    "choose another run_dir=... (or delete that run) to build a new table"
-                )
             print(f"[{i}/{len(configs)}] {cfg.run_dir}: done, kept")
             continue
         print(f"[{i}/{len(configs)}] {cfg.run_dir}")
