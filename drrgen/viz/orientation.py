@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from drrgen.geometry.view import View
+from drrgen.viz import figure
 from drrgen.viz.show import _display, display_scale
 
 # LPS axes -> (label of the + direction, label of the - direction).
@@ -53,19 +54,10 @@ def draw_labelled_drr(ax, drr: np.ndarray, view: View, title: str = "", scale=No
 
 def save_views_figure(drrs, views, titles, out, dpi: int = 110) -> Path:
     """Save DRRs side by side with direction labels as a PNG; returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(drrs)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.9), squeeze=False)
+    fig, axes = figure.subplots(1, n, figsize=(3.6 * n, 3.9), squeeze=False)
     scale = display_scale(np.stack(drrs))
     for ax, drr, view, title in zip(axes[0], drrs, views, titles, strict=True):
         draw_labelled_drr(ax, drr, view, title, scale)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)
-    plt.close(fig)
-    return out
+    return figure.save(fig, out, dpi)

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from drrgen.geometry import View  # noqa: E402
+from drrgen.geometry import View
+from drrgen.viz import figure
 
 OVERLAY_RGB = (1.0, 0.45, 0.0)
 
@@ -132,7 +130,7 @@ def show_sample(group, index: int, out, patch_index: int | None = None, dpi: int
     segment = None
     if volume.get("affine"):
         segment = _clip_to_box(*ray, volume["affine"], *s["crop"])
-    fig, axes = plt.subplots(2, v, figsize=(4.2 * v, 8.6), squeeze=False)
+    fig, axes = figure.subplots(2, v, figsize=(4.2 * v, 8.6), squeeze=False)
     for k in range(v):
         ax = axes[0, k]
         ax.imshow(_display(s["views"][k], scale), cmap="gray", vmin=0, vmax=1)
@@ -177,11 +175,7 @@ def show_sample(group, index: int, out, patch_index: int | None = None, dpi: int
         ax.set_ylabel("patch of view 0", fontsize=8)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)
-    plt.close(fig)
-    return out
+    return figure.save(fig, out, dpi)
 
 
 def _facts(ax, attrs, s, index, a, rc, pose, scale) -> None:

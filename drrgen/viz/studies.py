@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
 
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from drrgen.geometry import View  # noqa: E402
+from drrgen.geometry import View
+from drrgen.viz import figure
 
 
 def _pick(records: list[dict], label: int, n: int, split: str) -> list[dict]:
@@ -63,7 +61,7 @@ def draw_studies(folder: str | Path, out: str | Path, per_label: int = 4, split:
     chosen = _pick(records, 1, per_label, split) + _pick(records, 0, per_label, split)
     if not chosen:
         raise ValueError(f"{folder}: no study in split {split!r}")
-    fig, axes = plt.subplots(2, len(chosen), figsize=(2.2 * len(chosen), 4.8), squeeze=False)
+    fig, axes = figure.subplots(2, len(chosen), figsize=(2.2 * len(chosen), 4.8), squeeze=False)
     for col, rec in enumerate(chosen):
         for row, path in enumerate(rec["images"][:2]):
             image = np.asarray(Image.open(folder / path))
@@ -79,10 +77,7 @@ def draw_studies(folder: str | Path, out: str | Path, per_label: int = 4, split:
                 ax.set_title(f"{rec['study_id']}\nlabel {rec['label']} ({kind})", fontsize=8)
     fig.suptitle(f"{folder.name}: {split} studies, fracture point ringed in red", fontsize=9)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return figure.save(fig, out, dpi=100)
 
 
 __all__ = ["draw_studies", "fracture_pixel"]
