@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
@@ -28,15 +27,6 @@ def write_png(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
 def random_image(rng: np.random.Generator, shape=(40, 32), rgb: bool = False) -> np.ndarray:
     img = rng.integers(0, 256, size=shape, dtype=np.uint8)
     return np.repeat(img[..., None], 3, axis=2) if rgb else img
-
-
-@pytest.fixture
-def one_thread():
-    """Single-threaded torch (tiny models; the machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -61,15 +61,6 @@ def write(tmp_path, cfg, name="cfg.yaml"):
     return path
 
 
-@pytest.fixture
-def one_thread():
-    """Single-threaded torch (tiny models; the test machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_a_tiny_model_overfits_a_few_pairs(store, one_thread):
     torch.manual_seed(0)
     meta = read_meta(store)
