@@ -33,13 +33,14 @@ def _other_axes(m):
 
 
 @njit(cache=True, inline="always")
-def _clip(s_m, s_x, d_x, inv_slope, x_lo, x_hi, kmin, kmax):
+def _clip(s_m, s_x, inv_slope, x_lo, x_hi, kmin, kmax):
     """Narrow [kmin, kmax] to the slices k where the ray's coordinate x is in [x_lo, x_hi].
 
     x(k) = s_x + (k - s_m) / inv_slope is linear in k, so the answer is one interval
-    (``inv_slope = d_m / d_x``; parallel when ``d_x`` is 0 or so small that it overflows).
+    (``inv_slope = d_m / d_x``, infinite when the ray is parallel to x: d_x is 0 or so small
+    that the ratio overflows).
     """
-    if d_x == 0.0 or math.isinf(inv_slope):
+    if math.isinf(inv_slope):
         if s_x < x_lo or s_x > x_hi:
             return kmax + 1, kmax
         return kmin, kmax
@@ -106,13 +107,13 @@ def ray_setup(src, det, du, dv, h, w, lo, hi, lin):
             k_hi = min(hi[m] - 1, math.floor(max(sm, sm + dm)))
             # Any weight: coordinate within one voxel of the box (zero ramp beyond the edge).
             # One division per axis instead of one per face (setup is ~10 % of a crop's DRR).
-            inv_a = dm / dax if dax != 0.0 else 0.0
-            inv_b = dm / dbx if dbx != 0.0 else 0.0
-            k0, k1 = _clip(sm, sa, dax, inv_a, lo[ax] - 1.0, hi[ax] + 0.0, k_lo, k_hi)
-            k0, k1 = _clip(sm, sb, dbx, inv_b, lo[bx] - 1.0, hi[bx] + 0.0, k0, k1)
+            inv_a = dm / dax if dax != 0.0 else math.inf
+            inv_b = dm / dbx if dbx != 0.0 else math.inf
+            k0, k1 = _clip(sm, sa, inv_a, lo[ax] - 1.0, hi[ax] + 0.0, k_lo, k_hi)
+            k0, k1 = _clip(sm, sb, inv_b, lo[bx] - 1.0, hi[bx] + 0.0, k0, k1)
             # All four neighbours inside the box: the unmasked fast path.
-            j0, j1 = _clip(sm, sa, dax, inv_a, lo[ax] + _EPS, hi[ax] - 1.0 - _EPS, k0, k1)
-            j0, j1 = _clip(sm, sb, dbx, inv_b, lo[bx] + _EPS, hi[bx] - 1.0 - _EPS, j0, j1)
+            j0, j1 = _clip(sm, sa, inv_a, lo[ax] + _EPS, hi[ax] - 1.0 - _EPS, k0, k1)
+            j0, j1 = _clip(sm, sb, inv_b, lo[bx] + _EPS, hi[bx] - 1.0 - _EPS, j0, j1)
             if j0 > j1:
                 j0, j1 = k1 + 1, k1
             axis[i] = m

@@ -61,9 +61,10 @@ def project(volume: Volume, view: View, threads: int | None = None) -> np.ndarra
         out = np.zeros(h * w, np.float32)
         order, tile_of = _tile_order(h, w)
         # Rays that miss the crop keep their 0 and cost nothing more (often half of them).
-        hit = kmin <= kmax
+        hits = order[kmin[order] <= kmax[order]]  # tile order kept
+        hit_axis = axis[hits]
         for m in range(3):
-            rays = order[(axis[order] == m) & hit[order]]
+            rays = hits[hit_axis == m]
             if rays.size == 0:
                 continue
             tile_ptr = _tile_ptr(tile_of[rays])
