@@ -2,32 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from drrgen.geometry.view import View
 from drrgen.projector import kernels
 from drrgen.runtime import numba_threads
 from drrgen.volume.volume import Volume
-
-
-@functools.lru_cache(maxsize=8)
-def _tile_order(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel ids of an (h, w) detector grouped in TILE x TILE tiles, and each pixel's tile."""
-    t = kernels.TILE
-    rows, cols = np.divmod(np.arange(h * w, dtype=np.int64), w)
-    tile_of = (rows // t) * ((w + t - 1) // t) + cols // t
-    order = np.argsort(tile_of, kind="stable")
-    order.flags.writeable = False
-    tile_of.flags.writeable = False
-    return order, tile_of
-
-
-def _tile_ptr(tiles: np.ndarray) -> np.ndarray:
-    """(n_tiles + 1,) int64 start offsets of the runs of equal values in sorted `tiles`."""
-    starts = np.flatnonzero(np.diff(tiles)) + 1
-    return np.concatenate([[0], starts, [tiles.size]]).astype(np.int64)
 
 
 def project(volume: Volume, view: View, threads: int | None = None) -> np.ndarray:
@@ -59,20 +39,18 @@ def project(volume: Volume, view: View, threads: int | None = None) -> np.ndarra
             src, det, du, dv, h, w, lo, hi, np.ascontiguousarray(root.affine[:3, :3])
         )
         out = np.zeros(h * w, np.float32)
-        order, tile_of = _tile_order(h, w)
-        # Rays that miss the crop keep their 0 and cost nothing more (often half of them).
-        hits = order[kmin[order] <= kmax[order]]  # tile order kept
-        hit_axis = axis[hits]
         for m in range(3):
-            rays = hits[hit_axis == m]
-            if rays.size == 0:
-                continue
-            tile_ptr = _tile_ptr(tile_of[rays])
             a, b = [c for c in range(3) if c != m]
-            kernels.joseph_rays(
+            # Lanes of a group run along the detector direction that moves along axis a.
+            lanes, tile_ptr = kernels.group_rays(
+                axis, kmin, kmax, h, w, m, abs(du[a]) >= abs(dv[a])
+            )
+            if lanes.shape[0] == 0:
+                continue
+            kernels.joseph_groups(
                 root.axis_major(m),
                 tile_ptr,
-                rays,
+                lanes,
                 a0,
                 da,
                 b0,
@@ -87,7 +65,6 @@ def project(volume: Volume, view: View, threads: int | None = None) -> np.ndarra
                 lo[b],
                 hi[b],
                 out,
-                np.empty(tile_ptr.size - 1, np.float32),
             )
     return out.reshape(h, w)
 

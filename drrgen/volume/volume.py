@@ -115,19 +115,24 @@ class Volume:
     def axis_major(self, axis: int) -> np.ndarray:
         """The data laid out for rays whose dominant index axis is `axis` (0=i, 1=j, 2=k).
 
-        Returns a (n_a + 3, n_b + 3, n_axis) float32 array, a < b the two other index axes,
-        with entry [a + 1, b + 1, m] = value of voxel m, a, b along (axis, a, b). A Joseph ray
+        Returns a (n_b + 3, n_a + 3, row) float32 array, a < b the two other index axes, with
+        entry [b + 1, a + 1, m] = value of voxel m, a, b along (axis, a, b). A Joseph ray
         steps one unit of `axis` per sample and moves less than one voxel in a and b, so its
-        samples are nearly contiguous in this layout. The zero border (one in front, two
-        behind) lets the projector clamp coordinates instead of branching. Cached per axis:
-        every view and crop of one volume share the copies (3 copies at most).
+        samples are nearly contiguous in memory, and rays that neighbour along a read
+        neighbouring rows. The zero border (one in front, two behind) lets the projector clamp
+        coordinates instead of branching. ``row >= n_axis`` is 16 times an odd number: a
+        cache line holds 16 slices, and rows whose length is not a power-of-two multiple of
+        the line spread over all cache sets. Cached per axis: every view and crop of one
+        volume share the copies (3 copies at most).
         """
         if axis not in self._cache:
             # data is [k, j, i]: array axis of index axis c is 2 - c.
-            others = [c for c in range(3) if c != axis]
-            arr = np.transpose(self.data, (2 - others[0], 2 - others[1], 2 - axis))
-            n_a, n_b, n_m = arr.shape
-            padded = np.zeros((n_a + 3, n_b + 3, n_m), dtype=np.float32)
-            padded[1 : n_a + 1, 1 : n_b + 1, :] = arr
+            a, b = [c for c in range(3) if c != axis]
+            arr = np.transpose(self.data, (2 - b, 2 - a, 2 - axis))
+            n_b, n_a, n_m = arr.shape
+            lines = -(-n_m // 16)
+            row = 16 * (lines + 1 - lines % 2)
+            padded = np.zeros((n_b + 3, n_a + 3, row), dtype=np.float32)
+            padded[1 : n_b + 1, 1 : n_a + 1, :n_m] = arr
             self._cache[axis] = padded
         return self._cache[axis]
