@@ -184,8 +184,9 @@ def _edge_steps(flat, s_a, s_b, k0, k1, a0, da, b0, db, kmin, kmax, acc, lo_a, h
 
     Each lane adds only slices in its own [kmin, kmax], and voxels outside the box [lo, hi)
     (the crop) weigh 0. Coordinates are clamped first, so every read stays inside the layout.
-    Arrays are (LANES,) lane states; `flat` is the padded layout from `Volume.axis_major`
-    flattened, with strides s_a, s_b of the in-slice axes (the slice stride is 1).
+    Arrays are (LANES,) lane states from `_load_group` (a0, b0 in padded coordinates, voxel
+    index + 1); `flat` is the padded layout from `Volume.axis_major` flattened, with strides
+    s_a, s_b of the in-slice axes (the slice stride is 1).
     """
     u_a, u_b = np.uint64(s_a), np.uint64(s_b)
     w_a, w_b = np.int64(np.int32(s_a)), np.int64(np.int32(s_b))  # see _interior_steps
@@ -193,9 +194,9 @@ def _edge_steps(flat, s_a, s_b, k0, k1, a0, da, b0, db, kmin, kmax, acc, lo_a, h
     for k in range(k0, k1):
         kf = np.float32(k)
         for lane in range(LANES):
-            # Padded coordinates (+1) are >= 0, so truncation is floor.
-            pa = min(max(a0[lane] + kf * da[lane], np.float32(lo_a - 1)), np.float32(hi_a)) + one
-            pb = min(max(b0[lane] + kf * db[lane], np.float32(lo_b - 1)), np.float32(hi_b)) + one
+            # Padded coordinates (voxel + 1) are >= 0, so truncation is floor.
+            pa = min(max(a0[lane] + kf * da[lane], np.float32(lo_a)), np.float32(hi_a + 1))
+            pb = min(max(b0[lane] + kf * db[lane], np.float32(lo_b)), np.float32(hi_b + 1))
             ia, ib = np.int32(pa), np.int32(pb)
             fa, fb = pa - np.float32(ia), pb - np.float32(ib)
             wa0 = (one - fa) if (ia > lo_a) & (ia <= hi_a) else zero
@@ -220,12 +221,11 @@ def _interior_steps(flat, s_a, s_b, k0, k1, a0, da, b0, db, acc):
     # int32 operands widened to int64: one-uop 32x32->64 multiplies (vpmuldq) instead of
     # 64-bit ones (~15 % of the loop). Strides are < 2**31 (checked by `project`).
     w_a, w_b = np.int64(np.int32(s_a)), np.int64(np.int32(s_b))
-    one = np.float32(1.0)
     for k in range(k0, k1):
         kf = np.float32(k)
         for lane in range(LANES):
-            pa = a0[lane] + kf * da[lane] + one
-            pb = b0[lane] + kf * db[lane] + one
+            pa = a0[lane] + kf * da[lane]
+            pb = b0[lane] + kf * db[lane]
             ia, ib = np.int32(pa), np.int32(pb)
             fa, fb = pa - np.float32(ia), pb - np.float32(ib)
             p = np.uint64(np.int64(ib) * w_b + np.int64(ia) * w_a + k)
@@ -246,12 +246,15 @@ def _load_group(ids, a0, da, b0, db, kmin, kmax, kin0, kin1, g, la0, lda, lb0, l
     for lane in range(LANES):
         i = ids[lane]
         if i >= 0:
-            la0[g, lane], lda[g, lane], lb0[g, lane], ldb[g, lane] = a0[i], da[i], b0[i], db[i]
+            # Padded coordinates: voxel index + 1, the layout's zero border being row 0.
+            la0[g, lane], lb0[g, lane] = a0[i] + np.float32(1.0), b0[i] + np.float32(1.0)
+            lda[g, lane], ldb[g, lane] = da[i], db[i]
             lkmin[g, lane], lkmax[g, lane] = kmin[i], kmax[i]
             first, stop = min(first, kmin[i]), max(stop, kmax[i] + 1)
             in0, in1 = max(in0, kin0[i]), min(in1, kin1[i] + 1)
         else:
-            la0[g, lane] = lda[g, lane] = lb0[g, lane] = ldb[g, lane] = 0.0
+            la0[g, lane] = lb0[g, lane] = 1.0
+            lda[g, lane] = ldb[g, lane] = 0.0
             lkmin[g, lane], lkmax[g, lane] = 1 << 30, -1
     if in0 >= in1:
         in0 = in1 = stop
