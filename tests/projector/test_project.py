@@ -118,6 +118,55 @@ def test_crop_is_projected_without_copy_like_a_standalone_volume():
     np.testing.assert_allclose(sub.index_to_world([0, 0, 0]), vol.index_to_world([4, 3, 5]))
 
 
+@pytest.mark.parametrize("crop", [False, True])
+def test_swapping_detector_axes_transposes_the_image(crop):
+    # The same rays with u and v exchanged: groups of rays then run along detector columns
+    # instead of rows (`group_rays`), with crop masks on the other side of the lanes.
+    rng = np.random.default_rng(3)
+    shape = (34, 30, 26)
+    vol = Volume(rng.random(shape[::-1], dtype=np.float32), centred(oblique_affine(), shape))
+    if crop:
+        vol = vol.crop((3, 5, 2), (30, 22, 21))
+    view = carm_view(
+        25, 15, source_to_isocenter_mm=250, source_to_detector_mm=420, pixel_mm=1.1, shape=(37, 45)
+    )
+    swapped = View(view.source, view.detector_center, view.v, view.u, (45, 37))
+    drr, drr_swapped = project(vol, view), project(vol, swapped)
+    assert drr.max() > 10
+    np.testing.assert_allclose(drr_swapped, drr.T, rtol=1e-5, atol=1e-5)
+
+
+def test_groups_hold_every_hit_ray_once_in_neighbouring_lanes():
+    rng = np.random.default_rng(4)
+    n, h, w = 5000, 50, 100
+    axis = rng.integers(0, 3, n).astype(np.int8)
+    kmin = rng.integers(0, 10, n).astype(np.int32)
+    kmax = rng.integers(0, 10, n).astype(np.int32)
+    seen = []
+    for along_rows in (True, False):
+        ids = []
+        for m in range(3):
+            lanes, tile_ptr = kernels.group_rays(axis, kmin, kmax, h, w, m, along_rows)
+            assert tile_ptr[0] == 0 and tile_ptr[-1] == lanes.shape[0]
+            assert np.all(np.diff(tile_ptr) >= 1) and np.all(np.diff(tile_ptr) <= kernels.TILE_ROWS)
+            got = lanes[lanes >= 0]
+            assert np.all(axis[got] == m) and np.all(kmin[got] <= kmax[got])
+            assert np.all((lanes >= 0).any(axis=1))  # no empty group
+            # Lanes of a group are consecutive pixels along one detector row (or column).
+            rows, cols = np.divmod(lanes, w)
+            line, along = (rows, cols) if along_rows else (cols, rows)
+            for g in range(lanes.shape[0]):
+                used = lanes[g] >= 0
+                assert len(set(line[g][used])) == 1
+                lane_no = np.flatnonzero(used)
+                assert np.all(along[g][used] - lane_no == along[g][used][0] - lane_no[0])
+            ids.append(got)
+        seen.append(np.sort(np.concatenate(ids)))
+    expected = np.flatnonzero(kmin <= kmax)
+    for got in seen:
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_bitwise_identical_for_any_thread_count():
     rng = np.random.default_rng(2)
     shape = (33, 29, 31)

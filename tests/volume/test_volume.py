@@ -31,3 +31,21 @@ def test_to_mu_formula_and_clipping():
     assert mu.data.min() == 0.0 and mu.data.dtype == np.float32
     assert mu.data.flat[3] == pytest.approx(0.025)  # water
     np.testing.assert_array_equal(mu.affine, np.eye(4))
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_axis_major_layout(axis):
+    rng = np.random.default_rng(0)
+    data = rng.random((35, 20, 7), dtype=np.float32)  # [k, j, i]: n_i 7, n_j 20, n_k 35
+    vol = Volume(data, np.eye(4))
+    lay = vol.axis_major(axis)
+    n = (7, 20, 35)
+    a, b = [c for c in range(3) if c != axis]
+    row = lay.shape[2]
+    assert lay.shape[:2] == (n[b] + 3, n[a] + 3)
+    assert row >= n[axis] and row % 16 == 0 and (row // 16) % 2 == 1
+    for _ in range(20):
+        ijk = [int(rng.integers(0, n[c])) for c in range(3)]
+        assert lay[ijk[b] + 1, ijk[a] + 1, ijk[axis]] == data[ijk[2], ijk[1], ijk[0]]
+    assert lay.sum(dtype=np.float64) == pytest.approx(data.sum(dtype=np.float64), rel=1e-6)
+    assert vol.axis_major(axis) is lay  # cached
