@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 from drrgen.projector.noalias import NoAliasCompiler
+from drrgen.volume.volume import SLICE_BLOCK
 
 # Rays are stepped together in groups of LANES neighbouring detector pixels (one SIMD lane
 # each); TILE_ROWS groups of adjacent detector lines form a tile, which one thread steps
@@ -26,7 +27,9 @@ from drrgen.projector.noalias import NoAliasCompiler
 # Measured best on 256^3 and on builder crops: 16, 8 and 16.
 LANES = 16
 TILE_ROWS = 8
-CHUNK = 16
+CHUNK = 32
+# Flat offset of the next row along a in the layout (a block of 16 slices per row).
+U_A = np.uint64(SLICE_BLOCK)
 # Interior slices keep this far (in voxels) from the box faces, so that float32 rounding of
 # the ray coordinate can never make the unmasked fast path read a voxel outside the box.
 _EPS = 1e-3
@@ -179,20 +182,21 @@ def group_rays(axis, kmin, kmax, h, w, m, along_rows):
 
 
 @njit(cache=True, fastmath={"contract"}, pipeline_class=NoAliasCompiler)
-def _edge_steps(flat, s_a, s_b, k0, k1, a0, da, b0, db, kmin, kmax, acc, lo_a, hi_a, lo_b, hi_b):
+def _edge_steps(flat, s_b, s_blk, k0, k1, a0, da, b0, db, kmin, kmax, acc, lo_a, hi_a, lo_b, hi_b):
     """Add the samples on slices [k0, k1) of one group, masked: for slices near box faces.
 
     Each lane adds only slices in its own [kmin, kmax], and voxels outside the box [lo, hi)
     (the crop) weigh 0. Coordinates are clamped first, so every read stays inside the layout.
     Arrays are (LANES,) lane states from `_load_group` (a0, b0 in padded coordinates, voxel
     index + 1); `flat` is the padded layout from `Volume.axis_major` flattened, with strides
-    s_a, s_b of the in-slice axes (the slice stride is 1).
+    s_b of its b rows and s_blk of its blocks of 16 slices (the a stride is 16).
     """
-    u_a, u_b = np.uint64(s_a), np.uint64(s_b)
-    w_a, w_b = np.int64(np.int32(s_a)), np.int64(np.int32(s_b))  # see _interior_steps
+    u_b = np.uint64(s_b)
+    w_b = np.int64(np.int32(s_b))  # see _interior_steps
     zero, one = np.float32(0.0), np.float32(1.0)
     for k in range(k0, k1):
         kf = np.float32(k)
+        base = (k // SLICE_BLOCK) * s_blk + (k % SLICE_BLOCK)
         for lane in range(LANES):
             # Padded coordinates (voxel + 1) are >= 0, so truncation is floor.
             pa = min(max(a0[lane] + kf * da[lane], np.float32(lo_a)), np.float32(hi_a + 1))
@@ -203,34 +207,35 @@ def _edge_steps(flat, s_a, s_b, k0, k1, a0, da, b0, db, kmin, kmax, acc, lo_a, h
             wa1 = fa if ia < hi_a else zero
             wb0 = (one - fb) if (ib > lo_b) & (ib <= hi_b) else zero
             wb1 = fb if ib < hi_b else zero
-            p = np.uint64(np.int64(ib) * w_b + np.int64(ia) * w_a + k)
-            v0 = wa0 * flat[p] + wa1 * flat[p + u_a]
-            v1 = wa0 * flat[p + u_b] + wa1 * flat[p + u_b + u_a]
+            p = np.uint64(np.int64(ib) * w_b + np.int64(ia) * SLICE_BLOCK + base)
+            v0 = wa0 * flat[p] + wa1 * flat[p + U_A]
+            v1 = wa0 * flat[p + u_b] + wa1 * flat[p + u_b + U_A]
             on = (k >= kmin[lane]) & (k <= kmax[lane])
             acc[lane] += (wb0 * v0 + wb1 * v1) if on else zero
 
 
 @njit(cache=True, fastmath={"contract"}, pipeline_class=NoAliasCompiler)
-def _interior_steps(flat, s_a, s_b, k0, k1, a0, da, b0, db, acc):
+def _interior_steps(flat, s_b, s_blk, k0, k1, a0, da, b0, db, acc):
     """Add the samples on slices [k0, k1) of one group whose every lane is inside the box.
 
     The hot loop: no masks, no clamps; the lane loop compiles to SIMD gathers (4 per sample).
     Unsigned indices keep Numba's negative-index wraparound out of the vector code.
     """
-    u_a, u_b = np.uint64(s_a), np.uint64(s_b)
-    # int32 operands widened to int64: one-uop 32x32->64 multiplies (vpmuldq) instead of
-    # 64-bit ones (~15 % of the loop). Strides are < 2**31 (checked by `project`).
-    w_a, w_b = np.int64(np.int32(s_a)), np.int64(np.int32(s_b))
+    u_b = np.uint64(s_b)
+    # An int32 operand widened to int64: a one-uop 32x32->64 multiply (vpmuldq) instead of a
+    # 64-bit one (~15 % of the loop). s_b is < 2**31 (checked by `project`).
+    w_b = np.int64(np.int32(s_b))
     for k in range(k0, k1):
         kf = np.float32(k)
+        base = (k // SLICE_BLOCK) * s_blk + (k % SLICE_BLOCK)
         for lane in range(LANES):
             pa = a0[lane] + kf * da[lane]
             pb = b0[lane] + kf * db[lane]
             ia, ib = np.int32(pa), np.int32(pb)
             fa, fb = pa - np.float32(ia), pb - np.float32(ib)
-            p = np.uint64(np.int64(ib) * w_b + np.int64(ia) * w_a + k)
-            v0 = flat[p] + fa * (flat[p + u_a] - flat[p])
-            v1 = flat[p + u_b] + fa * (flat[p + u_b + u_a] - flat[p + u_b])
+            p = np.uint64(np.int64(ib) * w_b + np.int64(ia) * SLICE_BLOCK + base)
+            v0 = flat[p] + fa * (flat[p + U_A] - flat[p])
+            v1 = flat[p + u_b] + fa * (flat[p + u_b + U_A] - flat[p + u_b])
             acc[lane] += v0 + fb * (v1 - v0)
 
 
@@ -288,15 +293,15 @@ def joseph_groups(
     reuse the cache lines the previous one loaded; each lane sums its samples in slice order.
 
     Args:
-        vol: (n_b + 3, n_a + 3, row) float32 zero-padded layout from `Volume.axis_major`
-            (slices fastest: a step reads the next float of the same row).
+        vol: (n_blocks, n_b + 3, n_a + 3, 16) float32 zero-padded layout from
+            `Volume.axis_major` (16 slices of a row per cache line).
         tile_ptr, lanes: tiles of groups from `group_rays`.
         a0, da, b0, db, kmin, kmax, kin0, kin1, step_mm: per-ray parameters from `ray_setup`.
         lo_a, hi_a, lo_b, hi_b: the box [lo, hi) along the in-slice axes a and b.
         out: (h * w,) float32, written at the grouped pixel ids.
     """
-    s_a = vol.shape[2]
-    s_b = vol.shape[1] * s_a
+    s_b = vol.shape[2] * vol.shape[3]
+    s_blk = vol.shape[1] * s_b
     flat = vol.reshape(vol.size)
     for t in prange(tile_ptr.size - 1):
         g0, n_g = tile_ptr[t], tile_ptr[t + 1] - tile_ptr[t]
@@ -325,11 +330,11 @@ def joseph_groups(
                         continue
                     if part == 1:
                         _interior_steps(
-                            flat, s_a, s_b, k0, k1, la0[g], lda[g], lb0[g], ldb[g], acc[g]
+                            flat, s_b, s_blk, k0, k1, la0[g], lda[g], lb0[g], ldb[g], acc[g]
                         )
                     else:
                         _edge_steps(
-                            flat, s_a, s_b, k0, k1, la0[g], lda[g], lb0[g], ldb[g], lkmin[g],
+                            flat, s_b, s_blk, k0, k1, la0[g], lda[g], lb0[g], ldb[g], lkmin[g],
                             lkmax[g], acc[g], lo_a, hi_a, lo_b, hi_b,
                         )  # fmt: skip
         for g in range(n_g):

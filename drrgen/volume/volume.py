@@ -15,6 +15,9 @@ import numpy as np
 
 HU_AIR = -1000.0
 
+# Slices per row of the blocks of `Volume.axis_major` (2 cache lines of float32).
+SLICE_BLOCK = 32
+
 
 @dataclass(frozen=True, eq=False)
 class Volume:
@@ -115,24 +118,29 @@ class Volume:
     def axis_major(self, axis: int) -> np.ndarray:
         """The data laid out for rays whose dominant index axis is `axis` (0=i, 1=j, 2=k).
 
-        Returns a (n_b + 3, n_a + 3, row) float32 array, a < b the two other index axes, with
-        entry [b + 1, a + 1, m] = value of voxel m, a, b along (axis, a, b). A Joseph ray
-        steps one unit of `axis` per sample and moves less than one voxel in a and b, so its
-        samples are nearly contiguous in memory, and rays that neighbour along a read
-        neighbouring rows. The zero border (one in front, two behind) lets the projector clamp
-        coordinates instead of branching. ``row >= n_axis`` is 16 times an odd number: a
-        cache line holds 16 slices, and rows whose length is not a power-of-two multiple of
-        the line spread over all cache sets. Cached per axis: every view and crop of one
-        volume share the copies (3 copies at most).
+        Returns a (n_blocks, n_b + 3, n_a + 3, 16) float32 array, a < b the two other index
+        axes and n_blocks = ceil(n_axis / 16), with entry [m // 16, b + 1, a + 1, m % 16] =
+        value of voxel m, a, b along (axis, a, b). One 64-byte cache line holds 16 slices of
+        one (a, b) row, so a Joseph ray (one slice per step, less than one voxel sideways)
+        reuses each line for up to 16 steps; within a block of 16 slices, rows that neighbour
+        along a are neighbouring lines, so the rays of a detector line read long contiguous
+        runs that hardware prefetchers follow. The zero border (one in front, two behind, and
+        slices past n_axis) lets the projector clamp coordinates instead of branching. Cached
+        per axis: every view and crop of one volume share the copies (3 copies at most).
         """
         if axis not in self._cache:
             # data is [k, j, i]: array axis of index axis c is 2 - c.
             a, b = [c for c in range(3) if c != axis]
             arr = np.transpose(self.data, (2 - b, 2 - a, 2 - axis))
             n_b, n_a, n_m = arr.shape
-            lines = -(-n_m // 16)
-            row = 16 * (lines + 1 - lines % 2)
-            padded = np.zeros((n_b + 3, n_a + 3, row), dtype=np.float32)
-            padded[1 : n_b + 1, 1 : n_a + 1, :n_m] = arr
-            self._cache[axis] = padded
+            full, rest = divmod(n_m, SLICE_BLOCK)
+            shape = (full + (rest > 0), n_b + 3, n_a + 3, SLICE_BLOCK)
+            out = np.zeros(shape, dtype=np.float32)
+            inner = out[:, 1 : n_b + 1, 1 : n_a + 1]
+            if full:
+                blocks = arr[:, :, : SLICE_BLOCK * full].reshape(n_b, n_a, full, SLICE_BLOCK)
+                inner[:full] = blocks.transpose(2, 0, 1, 3)
+            if rest:
+                inner[full, :, :, :rest] = arr[:, :, SLICE_BLOCK * full :]
+            self._cache[axis] = out
         return self._cache[axis]
