@@ -37,40 +37,75 @@ _EPS = 1e-3
 
 
 @njit(cache=True, inline="always")
-def _other_axes(m):
-    """The two index axes other than ``m``, ascending (the layout of `Volume.axis_major`)."""
-    if m == 0:
-        return 1, 2
-    if m == 1:
-        return 0, 2
-    return 0, 1
-
-
-@njit(cache=True, inline="always")
 def _clip(s_m, s_x, inv_slope, x_lo, x_hi, kmin, kmax):
     """Narrow [kmin, kmax] to the slices k where the ray's coordinate x is in [x_lo, x_hi].
 
     x(k) = s_x + (k - s_m) / inv_slope is linear in k, so the answer is one interval
     (``inv_slope = d_m / d_x``, infinite when the ray is parallel to x: d_x is 0 or so small
-    that the ratio overflows).
+    that the ratio overflows). Slice numbers are float64 here (exact integers) and an empty
+    answer is (kmax + 1, kmax). Written with selects, not branches, so that the loop over a
+    detector row vectorises.
     """
-    if math.isinf(inv_slope):
-        if s_x < x_lo or s_x > x_hi:
-            return kmax + 1, kmax
-        return kmin, kmax
+    parallel = math.isinf(inv_slope)
     k0 = s_m + (x_lo - s_x) * inv_slope
     k1 = s_m + (x_hi - s_x) * inv_slope
     first, last = min(k0, k1), max(k0, k1)
     # A ray nearly parallel to a face crosses it thousands of millions of slices away (or at
-    # +-inf): compare in float first, so no such value is ever cast to an integer (the int32
-    # range arrays would wrap it into a huge range read out of bounds).
-    if first > kmax or last < kmin:
-        return kmax + 1, kmax
-    if first > kmin:
-        kmin = math.ceil(first)
-    if last < kmax:
-        kmax = math.floor(last)
-    return kmin, kmax
+    # +-inf): compare in float, so such a value never reaches an integer cast (int32 ranges
+    # would wrap it into a huge range read out of bounds).
+    empty = ((s_x < x_lo) | (s_x > x_hi)) if parallel else ((first > kmax) | (last < kmin))
+    new_min = kmin if parallel else (np.ceil(first) if first > kmin else kmin)
+    new_max = kmax if parallel else (np.floor(last) if last < kmax else kmax)
+    return (kmax + 1.0 if empty else new_min), (kmax if empty else new_max)
+
+
+@njit(cache=True, pipeline_class=NoAliasCompiler, error_model="numpy")
+def _setup_row(
+    r, src, det, du, dv, h, w, lo, hi, lin, axis, a0, da, b0, db, kmin, kmax, kin0, kin1, step_mm
+):
+    """`ray_setup` for detector row r: noalias and selects, so the loop over columns is SIMD."""
+    s0, s1, s2 = src[0], src[1], src[2]
+    orow = r - (h - 1) / 2.0
+    for c in range(w):
+        i = r * w + c
+        oc = c - (w - 1) / 2.0
+        d0 = det[0] + oc * du[0] + orow * dv[0] - s0
+        d1 = det[1] + oc * du[1] + orow * dv[1] - s1
+        d2 = det[2] + oc * du[2] + orow * dv[2] - s2
+        # Dominant axis m; a < b the other two (the layout of `Volume.axis_major`).
+        m1 = abs(d1) > abs(d0)
+        m2 = abs(d2) > max(abs(d0), abs(d1))
+        up = m1 | m2
+        dm = d2 if m2 else (d1 if m1 else d0)
+        sm = s2 if m2 else (s1 if m1 else s0)
+        lo_m = lo[2] if m2 else (lo[1] if m1 else lo[0])
+        hi_m = hi[2] if m2 else (hi[1] if m1 else hi[0])
+        dax, sa = (d0 if up else d1), (s0 if up else s1)
+        lo_a, hi_a = (lo[0] if up else lo[1]), (hi[0] if up else hi[1])
+        dbx, sb = (d1 if m2 else d2), (s1 if m2 else s2)
+        lo_b, hi_b = (lo[1] if m2 else lo[2]), (hi[1] if m2 else hi[2])
+        # Slices inside the box along m and inside the source-to-pixel segment.
+        k_lo = max(np.float64(lo_m), np.ceil(min(sm, sm + dm)))
+        k_hi = min(np.float64(hi_m - 1), np.floor(max(sm, sm + dm)))
+        # Any weight: coordinate within one voxel of the box (zero ramp beyond the edge).
+        inv_a = dm / dax if dax != 0.0 else np.inf
+        inv_b = dm / dbx if dbx != 0.0 else np.inf
+        k0, k1 = _clip(sm, sa, inv_a, lo_a - 1.0, hi_a + 0.0, k_lo, k_hi)
+        k0, k1 = _clip(sm, sb, inv_b, lo_b - 1.0, hi_b + 0.0, k0, k1)
+        # All four neighbours inside the box: the unmasked fast path.
+        j0, j1 = _clip(sm, sa, inv_a, lo_a + _EPS, hi_a - 1.0 - _EPS, k0, k1)
+        j0, j1 = _clip(sm, sb, inv_b, lo_b + _EPS, hi_b - 1.0 - _EPS, j0, j1)
+        none = j0 > j1
+        kmin[i], kmax[i] = np.int32(k0), np.int32(k1)
+        kin0[i], kin1[i] = np.int32(k1 + 1.0 if none else j0), np.int32(k1 if none else j1)
+        axis[i] = np.int8(2 if m2 else (1 if m1 else 0))
+        ra, rb = dax / dm, dbx / dm
+        da[i], db[i] = ra, rb
+        a0[i], b0[i] = sa - sm * ra, sb - sm * rb
+        x = lin[0, 0] * d0 + lin[0, 1] * d1 + lin[0, 2] * d2
+        y = lin[1, 0] * d0 + lin[1, 1] * d1 + lin[1, 2] * d2
+        z = lin[2, 0] * d0 + lin[2, 1] * d1 + lin[2, 2] * d2
+        step_mm[i] = math.sqrt(x * x + y * y + z * z) / abs(dm)
 
 
 @njit(parallel=True, cache=True)
@@ -93,56 +128,17 @@ def ray_setup(src, det, du, dv, h, w, lo, hi, lin):
     """
     n = h * w
     axis = np.empty(n, np.int8)
-    a0 = np.empty(n, np.float32)
-    da = np.empty(n, np.float32)
-    b0 = np.empty(n, np.float32)
-    db = np.empty(n, np.float32)
-    ks = np.empty((4, n), np.int32)
+    a0, da = np.empty(n, np.float32), np.empty(n, np.float32)
+    b0, db = np.empty(n, np.float32), np.empty(n, np.float32)
+    kmin, kmax = np.empty(n, np.int32), np.empty(n, np.int32)
+    kin0, kin1 = np.empty(n, np.int32), np.empty(n, np.int32)
     step_mm = np.empty(n, np.float32)
     for r in prange(h):
-        for c in range(w):
-            i = r * w + c
-            oc = c - (w - 1) / 2.0
-            orow = r - (h - 1) / 2.0
-            d0 = det[0] + oc * du[0] + orow * dv[0] - src[0]
-            d1 = det[1] + oc * du[1] + orow * dv[1] - src[1]
-            d2 = det[2] + oc * du[2] + orow * dv[2] - src[2]
-            m = 0
-            if abs(d1) > abs(d0):
-                m = 1
-            if abs(d2) > max(abs(d0), abs(d1)):
-                m = 2
-            dvec = (d0, d1, d2)
-            ax, bx = _other_axes(m)
-            dm, dax, dbx = dvec[m], dvec[ax], dvec[bx]
-            sm, sa, sb = src[m], src[ax], src[bx]
-            # Slices inside the box along m and inside the source-to-pixel segment.
-            k_lo = max(lo[m], math.ceil(min(sm, sm + dm)))
-            k_hi = min(hi[m] - 1, math.floor(max(sm, sm + dm)))
-            # Any weight: coordinate within one voxel of the box (zero ramp beyond the edge).
-            # One division per axis instead of one per face (setup is ~10 % of a crop's DRR).
-            inv_a = dm / dax if dax != 0.0 else math.inf
-            inv_b = dm / dbx if dbx != 0.0 else math.inf
-            k0, k1 = _clip(sm, sa, inv_a, lo[ax] - 1.0, hi[ax] + 0.0, k_lo, k_hi)
-            k0, k1 = _clip(sm, sb, inv_b, lo[bx] - 1.0, hi[bx] + 0.0, k0, k1)
-            # All four neighbours inside the box: the unmasked fast path.
-            j0, j1 = _clip(sm, sa, inv_a, lo[ax] + _EPS, hi[ax] - 1.0 - _EPS, k0, k1)
-            j0, j1 = _clip(sm, sb, inv_b, lo[bx] + _EPS, hi[bx] - 1.0 - _EPS, j0, j1)
-            if j0 > j1:
-                j0, j1 = k1 + 1, k1
-            axis[i] = m
-            ks[0, i], ks[1, i], ks[2, i], ks[3, i] = k0, k1, j0, j1
-            ra = dax / dm
-            rb = dbx / dm
-            da[i] = ra
-            db[i] = rb
-            a0[i] = sa - sm * ra
-            b0[i] = sb - sm * rb
-            x = lin[0, 0] * d0 + lin[0, 1] * d1 + lin[0, 2] * d2
-            y = lin[1, 0] * d0 + lin[1, 1] * d1 + lin[1, 2] * d2
-            z = lin[2, 0] * d0 + lin[2, 1] * d1 + lin[2, 2] * d2
-            step_mm[i] = math.sqrt(x * x + y * y + z * z) / abs(dm)
-    return axis, a0, da, b0, db, ks[0], ks[1], ks[2], ks[3], step_mm
+        _setup_row(
+            r, src, det, du, dv, h, w, lo, hi, lin, axis, a0, da, b0, db, kmin, kmax, kin0,
+            kin1, step_mm,
+        )  # fmt: skip
+    return axis, a0, da, b0, db, kmin, kmax, kin0, kin1, step_mm
 
 
 @njit(cache=True)
