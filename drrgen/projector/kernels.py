@@ -187,7 +187,8 @@ def _edge_steps(flat, s_b, s_blk, k0, k1, a0, da, b0, db, kmin, kmax, acc, lo_a,
     (the crop) weigh 0. Coordinates are clamped first, so every read stays inside the layout.
     Arrays are (LANES,) lane states from `_load_group` (a0, b0 in padded coordinates, voxel
     index + 1); `flat` is the padded layout from `Volume.axis_major` flattened, with strides
-    s_b of its b rows and s_blk of its blocks of 16 slices (the a stride is 16).
+    s_b of its b rows and s_blk of its blocks of SLICE_BLOCK slices (the a stride is
+    SLICE_BLOCK).
     """
     u_b = np.uint64(s_b)
     w_b = np.int64(np.int32(s_b))  # see _interior_steps
@@ -289,10 +290,12 @@ def joseph_groups(
     A thread owns whole tiles (no cross-thread reductions). It steps the tile's groups
     through the volume CHUNK slices at a time, group after group, so neighbouring groups
     reuse the cache lines the previous one loaded; each lane sums its samples in slice order.
+    Per group, slices where any lane nears a box face go through `_edge_steps`, the rest
+    (every lane inside) through `_interior_steps`.
 
     Args:
-        vol: (n_blocks, n_b + 3, n_a + 3, 16) float32 zero-padded layout from
-            `Volume.axis_major` (16 slices of a row per cache line).
+        vol: (n_blocks, n_b + 3, n_a + 3, SLICE_BLOCK) float32 zero-padded layout from
+            `Volume.axis_major` (a block's row: SLICE_BLOCK slices, two cache lines).
         tile_ptr, lanes: tiles of groups from `group_rays`.
         a0, da, b0, db, kmin, kmax, kin0, kin1, step_mm: per-ray parameters from `ray_setup`.
         lo_a, hi_a, lo_b, hi_b: the box [lo, hi) along the in-slice axes a and b.
