@@ -14,7 +14,9 @@ class NoAliasCompiler(Compiler):
     neighbouring rays stays scalar (about 3x slower). Numba sets the same flag on the bodies of
     ``prange`` loops whose arrays it proved distinct.
 
-    Callers must keep the promise: never pass two views of one buffer to such a function.
+    Callers must keep the promise: an array the function writes never shares memory with
+    another argument (LLVM's ``noalias`` only constrains memory that is modified, so read-only
+    inputs may share a buffer).
     """
 
     def define_pipelines(self):
