@@ -18,6 +18,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from drrgen.projector.intrinsics import index32, load_at
 from drrgen.projector.noalias import NoAliasCompiler
 from drrgen.volume.volume import SLICE_BLOCK
 
@@ -29,8 +30,10 @@ from drrgen.volume.volume import SLICE_BLOCK
 LANES = 16
 TILE_ROWS = 8
 CHUNK = SLICE_BLOCK
-# Flat offset of the next row along a in the layout (one block of slices per row).
-U_A = np.uint64(SLICE_BLOCK)
+# Flat offset of the next row along a in the layout (one block of slices per row), and its
+# log2 for the index arithmetic.
+STEP_A = np.int32(SLICE_BLOCK)
+SHIFT_A = np.int32(SLICE_BLOCK.bit_length() - 1)
 # Interior slices keep this far (in voxels) from the box faces, so that float32 rounding of
 # the ray coordinate can never make the unmasked fast path read a voxel outside the box.
 _EPS = 1e-3
@@ -190,12 +193,11 @@ def _edge_steps(flat, s_b, s_blk, k0, k1, a0, da, b0, db, kmin, kmax, acc, lo_a,
     s_b of its b rows and s_blk of its blocks of SLICE_BLOCK slices (the a stride is
     SLICE_BLOCK).
     """
-    u_b = np.uint64(s_b)
-    w_b = np.int64(np.int32(s_b))  # see _interior_steps
+    w_b = np.int32(s_b)
     zero, one = np.float32(0.0), np.float32(1.0)
     for k in range(k0, k1):
         kf = np.float32(k)
-        base = (k // SLICE_BLOCK) * s_blk + (k % SLICE_BLOCK)
+        base = np.int32((k // SLICE_BLOCK) * s_blk + (k % SLICE_BLOCK))
         for lane in range(LANES):
             # Padded coordinates (voxel + 1) are >= 0, so truncation is floor.
             pa = min(max(a0[lane] + kf * da[lane], np.float32(lo_a)), np.float32(hi_a + 1))
@@ -206,9 +208,9 @@ def _edge_steps(flat, s_b, s_blk, k0, k1, a0, da, b0, db, kmin, kmax, acc, lo_a,
             wa1 = fa if ia < hi_a else zero
             wb0 = (one - fb) if (ib > lo_b) & (ib <= hi_b) else zero
             wb1 = fb if ib < hi_b else zero
-            p = np.uint64(np.int64(ib) * w_b + np.int64(ia) * SLICE_BLOCK + base)
-            v0 = wa0 * flat[p] + wa1 * flat[p + U_A]
-            v1 = wa0 * flat[p + u_b] + wa1 * flat[p + u_b + U_A]
+            p = index32(ib, ia, w_b, SHIFT_A, base)
+            v0 = wa0 * load_at(flat, p, np.int32(0)) + wa1 * load_at(flat, p, STEP_A)
+            v1 = wa0 * load_at(flat, p, w_b) + wa1 * load_at(flat, p, w_b + STEP_A)
             on = (k >= kmin[lane]) & (k <= kmax[lane])
             acc[lane] += (wb0 * v0 + wb1 * v1) if on else zero
 
@@ -217,24 +219,23 @@ def _edge_steps(flat, s_b, s_blk, k0, k1, a0, da, b0, db, kmin, kmax, acc, lo_a,
 def _interior_steps(flat, s_b, s_blk, k0, k1, a0, da, b0, db, acc):
     """Add the samples on slices [k0, k1) of one group whose every lane is inside the box.
 
-    The hot loop: no masks, no clamps; the lane loop compiles to SIMD gathers (4 per sample).
-    Unsigned indices keep Numba's negative-index wraparound out of the vector code.
+    The hot loop: no masks, no clamps; the lane loop compiles to SIMD gathers (4 per sample)
+    with 32-bit indices (`intrinsics`: no 64-bit widening, no negative-index wraparound).
     """
-    u_b = np.uint64(s_b)
-    # An int32 operand widened to int64: a one-uop 32x32->64 multiply (vpmuldq) instead of a
-    # 64-bit one (~15 % of the loop). s_b is < 2**31 (checked by `project`).
-    w_b = np.int64(np.int32(s_b))
+    w_b = np.int32(s_b)
     for k in range(k0, k1):
         kf = np.float32(k)
-        base = (k // SLICE_BLOCK) * s_blk + (k % SLICE_BLOCK)
+        base = np.int32((k // SLICE_BLOCK) * s_blk + (k % SLICE_BLOCK))
         for lane in range(LANES):
             pa = a0[lane] + kf * da[lane]
             pb = b0[lane] + kf * db[lane]
             ia, ib = np.int32(pa), np.int32(pb)
             fa, fb = pa - np.float32(ia), pb - np.float32(ib)
-            p = np.uint64(np.int64(ib) * w_b + np.int64(ia) * SLICE_BLOCK + base)
-            v0 = flat[p] + fa * (flat[p + U_A] - flat[p])
-            v1 = flat[p + u_b] + fa * (flat[p + u_b + U_A] - flat[p + u_b])
+            p = index32(ib, ia, w_b, SHIFT_A, base)
+            f00, f01 = load_at(flat, p, np.int32(0)), load_at(flat, p, STEP_A)
+            f10, f11 = load_at(flat, p, w_b), load_at(flat, p, w_b + STEP_A)
+            v0 = f00 + fa * (f01 - f00)
+            v1 = f10 + fa * (f11 - f10)
             acc[lane] += v0 + fb * (v1 - v0)
 
 

@@ -48,7 +48,7 @@ def project(volume: Volume, view: View, threads: int | None = None) -> np.ndarra
             if lanes.shape[0] == 0:
                 continue
             layout = root.axis_major(m)
-            if layout.shape[2] * layout.shape[3] >= 2**31:
+            if layout.size >= 2**31:  # the kernels index it with int32
                 name = volume.source or "volume"
                 raise ValueError(f"{name}: too large to project (layout {layout.shape})")
             kernels.joseph_groups(

@@ -1,0 +1,52 @@
+"""The 32-bit index helpers of the projector's gather loops."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+from numba import njit
+
+from drrgen.projector.intrinsics import index32, load_at
+
+
+@njit
+def _index(ib, ia, w_b, shift_a, base):
+    return index32(np.int32(ib), np.int32(ia), np.int32(w_b), np.int32(shift_a), np.int32(base))
+
+
+@njit
+def _load(arr, p, delta):
+    return load_at(arr, np.int32(p), np.int32(delta))
+
+
+def test_index32_known_answers():
+    assert _index(3, 5, 100, 5, 7) == 3 * 100 + 5 * 32 + 7
+    assert _index(0, 0, 1, 0, 0) == 0
+    assert _index(65535, 1, 32768, 4, 9) == 65535 * 32768 + 16 + 9  # near the int32 limit
+
+
+def test_load_at_reads_the_element():
+    arr = np.arange(50, dtype=np.float32) * 0.5
+    assert _load(arr, 10, 3) == arr[13]
+    assert _load(arr, 49, 0) == arr[49]
+
+
+def test_load_at_is_bounds_checked_under_numba_boundscheck():
+    # The projector fuzz relies on NUMBA_BOUNDSCHECK=1 reaching these loads too.
+    code = (
+        "import numpy as np\n"
+        "from numba import njit\n"
+        "from drrgen.projector.intrinsics import load_at\n"
+        "f = njit(lambda a, p: load_at(a, np.int32(p), np.int32(0)))\n"
+        "a = np.zeros(8, np.float32)\n"
+        "assert f(a, 7) == 0\n"
+        "try:\n"
+        "    f(a, 8)\n"
+        "except IndexError:\n"
+        "    print('raised')\n"
+    )
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_DISABLE_CACHE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "raised"
