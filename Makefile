@@ -11,7 +11,7 @@ FT_STORE       := data/finetune_pretrain.zarr
 DATASET        ?= synthetic
 MURA_DIR       ?= data/mura
 
-.PHONY: install test test-slow lint format demo data pretrain finetune bench clean
+.PHONY: install test test-slow lint format demo data pretrain finetune bench clean clean-numba
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -80,5 +80,10 @@ bench: install
 	$(BIN)/python benchmarks/bench_build.py
 	$(BIN)/python benchmarks/bench_loader.py
 
-clean:
+clean: clean-numba
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+# Numba's on-disk caches follow each kernel's own file only: after editing a helper module
+# (drrgen/projector/intrinsics.py, noalias.py) or SLICE_BLOCK, drop them.
+clean-numba:
+	find drrgen xmatch_train -name '*.nbi' -delete -o -name '*.nbc' -delete

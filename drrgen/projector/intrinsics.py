@@ -16,9 +16,15 @@ from numba.extending import intrinsic
 _I32 = ir.IntType(32)
 
 
+def _all_int32(*tys) -> bool:
+    return all(t == types.int32 for t in tys)
+
+
 @intrinsic
 def index32(typingctx, ib, ia, w_b, shift_a, base):
     """``ib * w_b + (ia << shift_a) + base`` in int32 arithmetic (all arguments int32)."""
+    if not _all_int32(ib, ia, w_b, shift_a, base):
+        return None  # a typing error: no silent narrowing of 64-bit or float arguments
     sig = types.int32(types.int32, types.int32, types.int32, types.int32, types.int32)
 
     def codegen(context, builder, signature, args):
@@ -34,11 +40,14 @@ def index32(typingctx, ib, ia, w_b, shift_a, base):
 def load_at(typingctx, arr, index, delta):
     """``arr[index + delta]`` for a C-contiguous 1-D array and int32 `index`, `delta`.
 
-    No wraparound for negative indices and, unless Numba's bounds checking is on
-    (``NUMBA_BOUNDSCHECK=1``, as in the fuzz tests), no bounds check: the address is
+    No wraparound for negative indices and no bounds check unless Numba's bounds checking is
+    on when the caller compiles (``NUMBA_BOUNDSCHECK=1`` with a fresh ``NUMBA_CACHE_DIR``:
+    cached machine code keeps the setting it was built with). The address is
     ``data + sext(index + delta)``, the form x86 gathers take 32-bit indices in.
     """
     if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"):
+        return None
+    if not _all_int32(index, delta):
         return None
     sig = arr.dtype(arr, types.int32, types.int32)
 

@@ -34,6 +34,9 @@ CHUNK = SLICE_BLOCK
 # log2 for the index arithmetic.
 STEP_A = np.int32(SLICE_BLOCK)
 SHIFT_A = np.int32(SLICE_BLOCK.bit_length() - 1)
+assert 1 << SHIFT_A == SLICE_BLOCK, "SLICE_BLOCK must be a power of 2"
+# Slice number beyond any volume: the start of an empty range.
+NO_SLICE = 1 << 30
 # Interior slices keep this far (in voxels) from the box faces, so that float32 rounding of
 # the ray coordinate can never make the unmasked fast path read a voxel outside the box.
 _EPS = 1e-3
@@ -57,6 +60,9 @@ def _clip(s_m, s_x, inv_slope, x_lo, x_hi, kmin, kmax):
     # +-inf): compare in float, so such a value never reaches an integer cast (int32 ranges
     # would wrap it into a huge range read out of bounds).
     empty = ((s_x < x_lo) | (s_x > x_hi)) if parallel else ((first > kmax) | (last < kmin))
+    # [x_lo, x_hi] is empty for the interior of a box one voxel thick: min/max above would
+    # turn it into a range around the face (a crop's neighbours read unmasked).
+    empty |= x_lo > x_hi
     new_min = kmin if parallel else (np.ceil(first) if first > kmin else kmin)
     new_max = kmax if parallel else (np.floor(last) if last < kmax else kmax)
     return (kmax + 1.0 if empty else new_min), (kmax if empty else new_max)
@@ -87,9 +93,10 @@ def _setup_row(
         lo_a, hi_a = (lo[0] if up else lo[1]), (hi[0] if up else hi[1])
         dbx, sb = (d1 if m2 else d2), (s1 if m2 else s2)
         lo_b, hi_b = (lo[1] if m2 else lo[2]), (hi[1] if m2 else hi[2])
-        # Slices inside the box along m and inside the source-to-pixel segment.
-        k_lo = max(np.float64(lo_m), np.ceil(min(sm, sm + dm)))
-        k_hi = min(np.float64(hi_m - 1), np.floor(max(sm, sm + dm)))
+        # Slices inside the box along m and inside the source-to-pixel segment, kept within
+        # [lo_m - 1, hi_m] even when the segment is far away (safe int32 casts below).
+        k_lo = min(max(np.float64(lo_m), np.ceil(min(sm, sm + dm))), np.float64(hi_m))
+        k_hi = max(min(np.float64(hi_m - 1), np.floor(max(sm, sm + dm))), np.float64(lo_m - 1))
         # Any weight: coordinate within one voxel of the box (zero ramp beyond the edge).
         inv_a = dm / dax if dax != 0.0 else np.inf
         inv_b = dm / dbx if dbx != 0.0 else np.inf
@@ -159,7 +166,8 @@ def group_rays(axis, kmin, kmax, h, w, m, along_rows):
     Returns:
         lanes (n_groups, LANES) int64 pixel ids, -1 for empty lanes; tile_ptr (n_tiles + 1,)
         int64, tile t holding groups tile_ptr[t]:tile_ptr[t + 1]: the groups of TILE_ROWS
-        adjacent lines, ordered along the lines first.
+        adjacent lines, the line index varying fastest (the TILE_ROWS groups of one stretch
+        of LANES pixels, then the next stretch).
     """
     n_lines, n_along = (h, w) if along_rows else (w, h)
     per_line = (n_along + LANES - 1) // LANES
@@ -193,7 +201,7 @@ def _edge_steps(flat, s_b, s_blk, k0, k1, a0, da, b0, db, kmin, kmax, acc, lo_a,
     s_b of its b rows and s_blk of its blocks of SLICE_BLOCK slices (the a stride is
     SLICE_BLOCK).
     """
-    w_b = np.int32(s_b)
+    w_b, w_ba = np.int32(s_b), np.int32(s_b + SLICE_BLOCK)
     zero, one = np.float32(0.0), np.float32(1.0)
     for k in range(k0, k1):
         kf = np.float32(k)
@@ -210,7 +218,7 @@ def _edge_steps(flat, s_b, s_blk, k0, k1, a0, da, b0, db, kmin, kmax, acc, lo_a,
             wb1 = fb if ib < hi_b else zero
             p = index32(ib, ia, w_b, SHIFT_A, base)
             v0 = wa0 * load_at(flat, p, np.int32(0)) + wa1 * load_at(flat, p, STEP_A)
-            v1 = wa0 * load_at(flat, p, w_b) + wa1 * load_at(flat, p, w_b + STEP_A)
+            v1 = wa0 * load_at(flat, p, w_b) + wa1 * load_at(flat, p, w_ba)
             on = (k >= kmin[lane]) & (k <= kmax[lane])
             acc[lane] += (wb0 * v0 + wb1 * v1) if on else zero
 
@@ -221,8 +229,10 @@ def _interior_steps(flat, s_b, s_blk, k0, k1, a0, da, b0, db, acc):
 
     The hot loop: no masks, no clamps; the lane loop compiles to SIMD gathers (4 per sample)
     with 32-bit indices (`intrinsics`: no 64-bit widening, no negative-index wraparound).
+    Arguments as in `_edge_steps`: (LANES,) float32 lane states a0, da, b0, db (padded
+    coordinates) and acc, the flattened layout and its strides.
     """
-    w_b = np.int32(s_b)
+    w_b, w_ba = np.int32(s_b), np.int32(s_b + SLICE_BLOCK)
     for k in range(k0, k1):
         kf = np.float32(k)
         base = np.int32((k // SLICE_BLOCK) * s_blk + (k % SLICE_BLOCK))
@@ -233,7 +243,7 @@ def _interior_steps(flat, s_b, s_blk, k0, k1, a0, da, b0, db, acc):
             fa, fb = pa - np.float32(ia), pb - np.float32(ib)
             p = index32(ib, ia, w_b, SHIFT_A, base)
             f00, f01 = load_at(flat, p, np.int32(0)), load_at(flat, p, STEP_A)
-            f10, f11 = load_at(flat, p, w_b), load_at(flat, p, w_b + STEP_A)
+            f10, f11 = load_at(flat, p, w_b), load_at(flat, p, w_ba)
             v0 = f00 + fa * (f01 - f00)
             v1 = f10 + fa * (f11 - f10)
             acc[lane] += v0 + fb * (v1 - v0)
@@ -247,7 +257,7 @@ def _load_group(ids, a0, da, b0, db, kmin, kmax, kin0, kin1, g, la0, lda, lb0, l
     Returns (first, interior start, interior stop, stop): slices [first, stop) have weight
     for some lane; on [interior start, interior stop) every lane is inside the box.
     """
-    first, stop, in0, in1 = 1 << 30, -1, -1, 1 << 30
+    first, stop, in0, in1 = NO_SLICE, -1, -1, NO_SLICE
     for lane in range(LANES):
         i = ids[lane]
         if i >= 0:
@@ -260,10 +270,40 @@ def _load_group(ids, a0, da, b0, db, kmin, kmax, kin0, kin1, g, la0, lda, lb0, l
         else:
             la0[g, lane] = lb0[g, lane] = 1.0
             lda[g, lane] = ldb[g, lane] = 0.0
-            lkmin[g, lane], lkmax[g, lane] = 1 << 30, -1
+            lkmin[g, lane], lkmax[g, lane] = NO_SLICE, -1
     if in0 >= in1:
         in0 = in1 = stop
     return first, in0, in1, stop
+
+
+@njit(cache=True)
+def _step_tile(flat, s_b, s_blk, ranges, la0, lda, lb0, ldb, lkmin, lkmax, acc, box):
+    """Add every sample of a tile's groups to `acc`, CHUNK slices at a time, group by group.
+
+    Args:
+        flat, s_b, s_blk: the flattened layout and its strides (see `_edge_steps`).
+        ranges: (n_g, 4) int64 per group (first, interior start, interior stop, stop).
+        la0, lda, lb0, ldb, lkmin, lkmax, acc: (n_g, LANES) lane states from `_load_group`.
+        box: (lo_a, hi_a, lo_b, hi_b), the crop along the in-slice axes.
+    """
+    lo_a, hi_a, lo_b, hi_b = box
+    first, stop = ranges[:, 0].min(), ranges[:, 3].max()
+    for c in range((first // CHUNK) * CHUNK, stop, CHUNK):
+        for g in range(ranges.shape[0]):
+            # Slices in order: masked head, interior, masked tail, each clipped to the chunk.
+            for part in range(3):
+                k0, k1 = max(c, ranges[g, part]), min(c + CHUNK, ranges[g, part + 1])
+                if k0 >= k1:
+                    continue
+                if part == 1:
+                    _interior_steps(
+                        flat, s_b, s_blk, k0, k1, la0[g], lda[g], lb0[g], ldb[g], acc[g]
+                    )
+                else:
+                    _edge_steps(
+                        flat, s_b, s_blk, k0, k1, la0[g], lda[g], lb0[g], ldb[g], lkmin[g],
+                        lkmax[g], acc[g], lo_a, hi_a, lo_b, hi_b,
+                    )  # fmt: skip
 
 
 @njit(parallel=True, cache=True)
@@ -296,15 +336,20 @@ def joseph_groups(
 
     Args:
         vol: (n_blocks, n_b + 3, n_a + 3, SLICE_BLOCK) float32 zero-padded layout from
-            `Volume.axis_major` (a block's row: SLICE_BLOCK slices, two cache lines).
+            `Volume.axis_major` (a block's row: SLICE_BLOCK slices, 128 bytes).
         tile_ptr, lanes: tiles of groups from `group_rays`.
         a0, da, b0, db, kmin, kmax, kin0, kin1, step_mm: per-ray parameters from `ray_setup`.
         lo_a, hi_a, lo_b, hi_b: the box [lo, hi) along the in-slice axes a and b.
         out: (h * w,) float32, written at the grouped pixel ids.
     """
+    # SLICE_BLOCK is frozen into this module's cached machine code, but lives in another
+    # file, whose edits do not invalidate the cache: refuse a layout built with another value.
+    if vol.shape[3] != SLICE_BLOCK:
+        raise ValueError("layout block differs from the compiled SLICE_BLOCK: clear the caches")
     s_b = vol.shape[2] * vol.shape[3]
     s_blk = vol.shape[1] * s_b
     flat = vol.reshape(vol.size)
+    box = (lo_a, hi_a, lo_b, hi_b)
     for t in prange(tile_ptr.size - 1):
         g0, n_g = tile_ptr[t], tile_ptr[t + 1] - tile_ptr[t]
         # (n_g, LANES) lane states, one array each: the step kernels are compiled noalias.
@@ -313,32 +358,12 @@ def joseph_groups(
         lkmin, lkmax = np.empty((n_g, LANES), np.int32), np.empty((n_g, LANES), np.int32)
         acc = np.zeros((n_g, LANES), np.float32)
         ranges = np.empty((n_g, 4), np.int64)
-        first, stop = 1 << 30, -1
         for g in range(n_g):
-            r = _load_group(
+            ranges[g] = _load_group(
                 lanes[g0 + g], a0, da, b0, db, kmin, kmax, kin0, kin1,
                 g, la0, lda, lb0, ldb, lkmin, lkmax,
             )  # fmt: skip
-            ranges[g, 0], ranges[g, 1], ranges[g, 2], ranges[g, 3] = r
-            first, stop = min(first, r[0]), max(stop, r[3])
-        for c in range((first // CHUNK) * CHUNK, stop, CHUNK):
-            c1 = c + CHUNK
-            for g in range(n_g):
-                r = ranges[g]
-                # Slices in order: masked head, interior, masked tail, each clipped to the chunk.
-                for part in range(3):
-                    k0, k1 = max(c, r[part]), min(c1, r[part + 1])
-                    if k0 >= k1:
-                        continue
-                    if part == 1:
-                        _interior_steps(
-                            flat, s_b, s_blk, k0, k1, la0[g], lda[g], lb0[g], ldb[g], acc[g]
-                        )
-                    else:
-                        _edge_steps(
-                            flat, s_b, s_blk, k0, k1, la0[g], lda[g], lb0[g], ldb[g], lkmin[g],
-                            lkmax[g], acc[g], lo_a, hi_a, lo_b, hi_b,
-                        )  # fmt: skip
+        _step_tile(flat, s_b, s_blk, ranges, la0, lda, lb0, ldb, lkmin, lkmax, acc, box)
         for g in range(n_g):
             for lane in range(LANES):
                 i = lanes[g0 + g, lane]

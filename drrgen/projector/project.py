@@ -24,6 +24,10 @@ def project(volume: Volume, view: View, threads: int | None = None) -> np.ndarra
         (H, W) float32 line integrals in units of value x mm (dimensionless for mu in 1/mm),
         indexed [row, col] as `View` defines them. Outside the volume values are zero; in-slice
         interpolation ramps to zero over one voxel beyond the edge (zero-padded borders).
+
+    Raises:
+        ValueError: the (root) volume is too large for 32-bit indices: its projector layout
+            would hold 2**31 floats (8 GiB) or more.
     """
     root, offset = volume.root
     inv = np.linalg.inv(root.affine)
@@ -34,6 +38,10 @@ def project(volume: Volume, view: View, threads: int | None = None) -> np.ndarra
     lo = offset.astype(np.int64)
     hi = lo + np.array(volume.shape_ijk, dtype=np.int64)
     h, w = view.shape
+    for m in range(3):  # the kernels index the layouts with int32
+        if np.prod(root.axis_major_shape(m)) >= 2**31:
+            name = volume.source or "volume"
+            raise ValueError(f"{name}: too large to project ({root.shape_ijk} voxels)")
     with numba_threads(threads):
         axis, a0, da, b0, db, kmin, kmax, kin0, kin1, step_mm = kernels.ray_setup(
             src, det, du, dv, h, w, lo, hi, np.ascontiguousarray(root.affine[:3, :3])
@@ -47,12 +55,8 @@ def project(volume: Volume, view: View, threads: int | None = None) -> np.ndarra
             )
             if lanes.shape[0] == 0:
                 continue
-            layout = root.axis_major(m)
-            if layout.size >= 2**31:  # the kernels index it with int32
-                name = volume.source or "volume"
-                raise ValueError(f"{name}: too large to project (layout {layout.shape})")
             kernels.joseph_groups(
-                layout,
+                root.axis_major(m),
                 tile_ptr,
                 lanes,
                 a0,

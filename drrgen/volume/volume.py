@@ -15,7 +15,7 @@ import numpy as np
 
 HU_AIR = -1000.0
 
-# Slices per row of the blocks of `Volume.axis_major` (2 cache lines of float32).
+# Slices per row of the blocks of `Volume.axis_major` (128 bytes of float32; a power of 2).
 SLICE_BLOCK = 32
 
 
@@ -115,27 +115,33 @@ class Volume:
         mu *= np.float32(mu_water)
         return Volume(mu, self.affine, self.source)
 
+    def axis_major_shape(self, axis: int) -> tuple[int, int, int, int]:
+        """Shape of `axis_major(axis)`: (n_blocks, n_b + 3, n_a + 3, SLICE_BLOCK)."""
+        n = self.shape_ijk
+        a, b = [c for c in range(3) if c != axis]
+        return (-(-n[axis] // SLICE_BLOCK), n[b] + 3, n[a] + 3, SLICE_BLOCK)
+
     def axis_major(self, axis: int) -> np.ndarray:
         """The data laid out for rays whose dominant index axis is `axis` (0=i, 1=j, 2=k).
 
-        Returns a (n_blocks, n_b + 3, n_a + 3, 16) float32 array, a < b the two other index
-        axes and n_blocks = ceil(n_axis / 16), with entry [m // 16, b + 1, a + 1, m % 16] =
-        value of voxel m, a, b along (axis, a, b). One 64-byte cache line holds 16 slices of
-        one (a, b) row, so a Joseph ray (one slice per step, less than one voxel sideways)
-        reuses each line for up to 16 steps; within a block of 16 slices, rows that neighbour
-        along a are neighbouring lines, so the rays of a detector line read long contiguous
-        runs that hardware prefetchers follow. The zero border (one in front, two behind, and
-        slices past n_axis) lets the projector clamp coordinates instead of branching. Cached
-        per axis: every view and crop of one volume share the copies (3 copies at most).
+        Returns a float32 array of `axis_major_shape` (n_blocks, n_b + 3, n_a + 3, B), with
+        B = SLICE_BLOCK, a < b the two other index axes and n_blocks = ceil(n_axis / B), whose
+        entry [m // B, b + 1, a + 1, m % B] is the value of voxel m, a, b along (axis, a, b).
+        A row [block, b, a] holds B consecutive slices (128 bytes), so a Joseph ray (one
+        slice per step, less than one voxel sideways) reuses each cache line for 16 steps;
+        within a block, rows that neighbour along a are neighbours in memory, so the rays of
+        a detector line read long contiguous runs that hardware prefetchers follow. The zero
+        border (one in front, two behind, and slices past n_axis) lets the projector clamp
+        coordinates instead of branching. Cached per axis: every view and crop of one volume
+        share the copies (3 copies at most).
         """
         if axis not in self._cache:
             # data is [k, j, i]: array axis of index axis c is 2 - c.
             a, b = [c for c in range(3) if c != axis]
             arr = np.transpose(self.data, (2 - b, 2 - a, 2 - axis))
             n_b, n_a, n_m = arr.shape
+            out = np.zeros(self.axis_major_shape(axis), dtype=np.float32)
             full, rest = divmod(n_m, SLICE_BLOCK)
-            shape = (full + (rest > 0), n_b + 3, n_a + 3, SLICE_BLOCK)
-            out = np.zeros(shape, dtype=np.float32)
             inner = out[:, 1 : n_b + 1, 1 : n_a + 1]
             if full:
                 blocks = arr[:, :, : SLICE_BLOCK * full].reshape(n_b, n_a, full, SLICE_BLOCK)

@@ -5,7 +5,9 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from numba import njit
+from numba.core.errors import TypingError
 
 from drrgen.projector.intrinsics import index32, load_at
 
@@ -46,7 +48,14 @@ def test_load_at_is_bounds_checked_under_numba_boundscheck():
         "except IndexError:\n"
         "    print('raised')\n"
     )
-    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_DISABLE_CACHE": "1"}
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1"}  # compiled fresh: nothing cached
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "raised"
+
+
+def test_int64_or_float_arguments_are_a_typing_error():
+    with pytest.raises(TypingError):
+        njit(lambda: index32(np.int64(1), np.int32(1), np.int32(1), np.int32(1), np.int32(1)))()
+    with pytest.raises(TypingError):
+        njit(lambda a: load_at(a, 2.5, np.int32(0)))(np.zeros(4, np.float32))
