@@ -13,8 +13,6 @@ from llvmlite import ir
 from numba.core import cgutils, config, types
 from numba.extending import intrinsic
 
-_I32 = ir.IntType(32)
-
 
 def _all_int32(*tys) -> bool:
     return all(t == types.int32 for t in tys)
