@@ -84,6 +84,6 @@ clean: clean-numba
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
 
 # Numba's on-disk caches follow each kernel's own file only: after editing a helper module
-# (drrgen/projector/intrinsics.py, noalias.py) or SLICE_BLOCK, drop them.
+# (drrgen/projector/intrinsics.py, noalias.py), drop them.
 clean-numba:
 	find drrgen xmatch_train -name '*.nbi' -delete -o -name '*.nbc' -delete

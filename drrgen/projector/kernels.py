@@ -20,21 +20,15 @@ from numba import njit, prange
 
 from drrgen.projector.intrinsics import index32, load_at
 from drrgen.projector.noalias import NoAliasCompiler
-from drrgen.volume.volume import SLICE_BLOCK
 
 # Rays are stepped together in groups of LANES neighbouring detector pixels (one SIMD lane
 # each). The groups of TILE_ROWS adjacent detector lines form a tile (a band of the
-# detector), which one thread steps through the volume CHUNK slices at a time: in each chunk
-# it reads every row of the band's voxels in memory order, a stream hardware prefetchers
-# follow. Measured on 256^3 and builder crops (benchmarks/, A/B in one process).
+# detector), which one thread steps through the volume one block of the layout's slices at a
+# time: in each block it reads every row of the band's voxels in memory order, a stream
+# hardware prefetchers follow. Measured on 256^3 and builder crops (benchmarks/, A/B in one
+# process). The block length comes from the layout itself (a power of 2, its last axis).
 LANES = 16
 TILE_ROWS = 8
-CHUNK = SLICE_BLOCK
-# Flat offset of the next row along a in the layout (one block of slices per row), and its
-# log2 for the index arithmetic.
-STEP_A = np.int32(SLICE_BLOCK)
-SHIFT_A = np.int32(SLICE_BLOCK.bit_length() - 1)
-assert 1 << SHIFT_A == SLICE_BLOCK, "SLICE_BLOCK must be a power of 2"
 # Slice number beyond any volume: the start of an empty range.
 NO_SLICE = 1 << 30
 # Interior slices keep this far (in voxels) from the box faces, so that float32 rounding of
@@ -190,22 +184,30 @@ def group_rays(axis, kmin, kmax, h, w, m, along_rows):
     return lanes[:n], tile_ptr[: t + 1]
 
 
+@njit(cache=True, inline="always")
+def _slice_offset(k, s_blk, shift):
+    """int32 flat offset of slice k in the layout: its block's start plus its place in a row."""
+    return np.int32((k >> shift) * s_blk + (k & ((1 << shift) - 1)))
+
+
 @njit(cache=True, fastmath={"contract"}, pipeline_class=NoAliasCompiler)
-def _edge_steps(flat, s_b, s_blk, k0, k1, a0, da, b0, db, kmin, kmax, acc, lo_a, hi_a, lo_b, hi_b):
+def _edge_steps(
+    flat, s_b, s_blk, shift, k0, k1, a0, da, b0, db, kmin, kmax, acc, lo_a, hi_a, lo_b, hi_b
+):
     """Add the samples on slices [k0, k1) of one group, masked: for slices near box faces.
 
     Each lane adds only slices in its own [kmin, kmax], and voxels outside the box [lo, hi)
     (the crop) weigh 0. Coordinates are clamped first, so every read stays inside the layout.
     Arrays are (LANES,) lane states from `_load_group` (a0, b0 in padded coordinates, voxel
     index + 1); `flat` is the padded layout from `Volume.axis_major` flattened, with strides
-    s_b of its b rows and s_blk of its blocks of SLICE_BLOCK slices (the a stride is
-    SLICE_BLOCK).
+    s_b of its b rows and s_blk of its blocks of 2**shift slices (the a stride is 2**shift).
     """
-    w_b, w_ba = np.int32(s_b), np.int32(s_b + SLICE_BLOCK)
+    step_a = np.int32(1 << shift)
+    w_b, w_ba = np.int32(s_b), np.int32(s_b + step_a)
     zero, one = np.float32(0.0), np.float32(1.0)
     for k in range(k0, k1):
         kf = np.float32(k)
-        base = np.int32((k // SLICE_BLOCK) * s_blk + (k % SLICE_BLOCK))
+        base = _slice_offset(k, s_blk, shift)
         for lane in range(LANES):
             # Padded coordinates (voxel + 1) are >= 0, so truncation is floor.
             pa = min(max(a0[lane] + kf * da[lane], np.float32(lo_a)), np.float32(hi_a + 1))
@@ -216,15 +218,15 @@ def _edge_steps(flat, s_b, s_blk, k0, k1, a0, da, b0, db, kmin, kmax, acc, lo_a,
             wa1 = fa if ia < hi_a else zero
             wb0 = (one - fb) if (ib > lo_b) & (ib <= hi_b) else zero
             wb1 = fb if ib < hi_b else zero
-            p = index32(ib, ia, w_b, SHIFT_A, base)
-            v0 = wa0 * load_at(flat, p, np.int32(0)) + wa1 * load_at(flat, p, STEP_A)
+            p = index32(ib, ia, w_b, np.int32(shift), base)
+            v0 = wa0 * load_at(flat, p, np.int32(0)) + wa1 * load_at(flat, p, step_a)
             v1 = wa0 * load_at(flat, p, w_b) + wa1 * load_at(flat, p, w_ba)
             on = (k >= kmin[lane]) & (k <= kmax[lane])
             acc[lane] += (wb0 * v0 + wb1 * v1) if on else zero
 
 
 @njit(cache=True, fastmath={"contract"}, pipeline_class=NoAliasCompiler)
-def _interior_steps(flat, s_b, s_blk, k0, k1, a0, da, b0, db, acc):
+def _interior_steps(flat, s_b, s_blk, shift, k0, k1, a0, da, b0, db, acc):
     """Add the samples on slices [k0, k1) of one group whose every lane is inside the box.
 
     The hot loop: no masks, no clamps; the lane loop compiles to SIMD gathers (4 per sample)
@@ -232,17 +234,18 @@ def _interior_steps(flat, s_b, s_blk, k0, k1, a0, da, b0, db, acc):
     Arguments as in `_edge_steps`: (LANES,) float32 lane states a0, da, b0, db (padded
     coordinates) and acc, the flattened layout and its strides.
     """
-    w_b, w_ba = np.int32(s_b), np.int32(s_b + SLICE_BLOCK)
+    step_a = np.int32(1 << shift)
+    w_b, w_ba = np.int32(s_b), np.int32(s_b + step_a)
     for k in range(k0, k1):
         kf = np.float32(k)
-        base = np.int32((k // SLICE_BLOCK) * s_blk + (k % SLICE_BLOCK))
+        base = _slice_offset(k, s_blk, shift)
         for lane in range(LANES):
             pa = a0[lane] + kf * da[lane]
             pb = b0[lane] + kf * db[lane]
             ia, ib = np.int32(pa), np.int32(pb)
             fa, fb = pa - np.float32(ia), pb - np.float32(ib)
-            p = index32(ib, ia, w_b, SHIFT_A, base)
-            f00, f01 = load_at(flat, p, np.int32(0)), load_at(flat, p, STEP_A)
+            p = index32(ib, ia, w_b, np.int32(shift), base)
+            f00, f01 = load_at(flat, p, np.int32(0)), load_at(flat, p, step_a)
             f10, f11 = load_at(flat, p, w_b), load_at(flat, p, w_ba)
             v0 = f00 + fa * (f01 - f00)
             v1 = f10 + fa * (f11 - f10)
@@ -277,31 +280,33 @@ def _load_group(ids, a0, da, b0, db, kmin, kmax, kin0, kin1, g, la0, lda, lb0, l
 
 
 @njit(cache=True)
-def _step_tile(flat, s_b, s_blk, ranges, la0, lda, lb0, ldb, lkmin, lkmax, acc, box):
-    """Add every sample of a tile's groups to `acc`, CHUNK slices at a time, group by group.
+def _step_tile(flat, s_b, s_blk, shift, ranges, la0, lda, lb0, ldb, lkmin, lkmax, acc, box):
+    """Add every sample of a tile's groups to `acc`, a block of slices at a time, group by group.
 
     Args:
-        flat, s_b, s_blk: the flattened layout and its strides (see `_edge_steps`).
+        flat, s_b, s_blk, shift: the flattened layout, its strides and log2 of its block
+            length (see `_edge_steps`).
         ranges: (n_g, 4) int64 per group (first, interior start, interior stop, stop).
         la0, lda, lb0, ldb, lkmin, lkmax, acc: (n_g, LANES) lane states from `_load_group`.
         box: (lo_a, hi_a, lo_b, hi_b), the crop along the in-slice axes.
     """
     lo_a, hi_a, lo_b, hi_b = box
     first, stop = ranges[:, 0].min(), ranges[:, 3].max()
-    for c in range((first // CHUNK) * CHUNK, stop, CHUNK):
+    chunk = 1 << shift
+    for c in range((first >> shift) << shift, stop, chunk):
         for g in range(ranges.shape[0]):
             # Slices in order: masked head, interior, masked tail, each clipped to the chunk.
             for part in range(3):
-                k0, k1 = max(c, ranges[g, part]), min(c + CHUNK, ranges[g, part + 1])
+                k0, k1 = max(c, ranges[g, part]), min(c + chunk, ranges[g, part + 1])
                 if k0 >= k1:
                     continue
                 if part == 1:
                     _interior_steps(
-                        flat, s_b, s_blk, k0, k1, la0[g], lda[g], lb0[g], ldb[g], acc[g]
+                        flat, s_b, s_blk, shift, k0, k1, la0[g], lda[g], lb0[g], ldb[g], acc[g]
                     )
                 else:
                     _edge_steps(
-                        flat, s_b, s_blk, k0, k1, la0[g], lda[g], lb0[g], ldb[g], lkmin[g],
+                        flat, s_b, s_blk, shift, k0, k1, la0[g], lda[g], lb0[g], ldb[g], lkmin[g],
                         lkmax[g], acc[g], lo_a, hi_a, lo_b, hi_b,
                     )  # fmt: skip
 
@@ -329,23 +334,24 @@ def joseph_groups(
     """Line integrals of the grouped rays, all with the same dominant axis.
 
     A thread owns whole tiles (no cross-thread reductions). It steps the tile's groups
-    through the volume CHUNK slices at a time, group after group, so neighbouring groups
+    through the volume a block of slices at a time, group after group, so neighbouring groups
     reuse the cache lines the previous one loaded; each lane sums its samples in slice order.
     Per group, slices where any lane nears a box face go through `_edge_steps`, the rest
     (every lane inside) through `_interior_steps`.
 
     Args:
-        vol: (n_blocks, n_b + 3, n_a + 3, SLICE_BLOCK) float32 zero-padded layout from
-            `Volume.axis_major` (a block's row: SLICE_BLOCK slices, 128 bytes).
+        vol: (n_blocks, n_b + 3, n_a + 3, block) float32 zero-padded layout from
+            `Volume.axis_major` (a block's row: `block` slices, a power of 2).
         tile_ptr, lanes: tiles of groups from `group_rays`.
         a0, da, b0, db, kmin, kmax, kin0, kin1, step_mm: per-ray parameters from `ray_setup`.
         lo_a, hi_a, lo_b, hi_b: the box [lo, hi) along the in-slice axes a and b.
         out: (h * w,) float32, written at the grouped pixel ids.
     """
-    # SLICE_BLOCK is frozen into this module's cached machine code, but lives in another
-    # file, whose edits do not invalidate the cache: refuse a layout built with another value.
-    if vol.shape[3] != SLICE_BLOCK:
-        raise ValueError("layout block differs from the compiled SLICE_BLOCK: clear the caches")
+    block, shift = vol.shape[3], 0
+    while (1 << shift) < block:
+        shift += 1
+    if block != 1 << shift:
+        raise ValueError("the layout's block of slices must be a power of 2")
     s_b = vol.shape[2] * vol.shape[3]
     s_blk = vol.shape[1] * s_b
     flat = vol.reshape(vol.size)
@@ -363,7 +369,7 @@ def joseph_groups(
                 lanes[g0 + g], a0, da, b0, db, kmin, kmax, kin0, kin1,
                 g, la0, lda, lb0, ldb, lkmin, lkmax,
             )  # fmt: skip
-        _step_tile(flat, s_b, s_blk, ranges, la0, lda, lb0, ldb, lkmin, lkmax, acc, box)
+        _step_tile(flat, s_b, s_blk, shift, ranges, la0, lda, lb0, ldb, lkmin, lkmax, acc, box)
         for g in range(n_g):
             for lane in range(LANES):
                 i = lanes[g0 + g, lane]
