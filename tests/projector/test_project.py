@@ -208,3 +208,24 @@ def test_ray_grazing_a_face_from_outside_reads_nothing(offset):
     kmin, kmax, kin0, kin1 = (int(x[0]) for x in setup[5:9])
     assert kmin > kmax and kin0 > kin1
     assert project(vol, view)[0, 0] == 0.0
+
+
+@pytest.mark.parametrize("block", [8, 64])
+def test_layout_block_length_is_read_at_run_time(monkeypatch, block):
+    # The kernels take the block of slices from the layout, so another SLICE_BLOCK gives the
+    # same image (same samples, same order) with no recompilation.
+    import drrgen.volume.volume as volume_module
+
+    rng = np.random.default_rng(5)
+    data = rng.random((40, 29, 35), dtype=np.float32)
+    affine = centred(oblique_affine(), (35, 29, 40))
+    view = carm_view(
+        35, 15, source_to_isocenter_mm=250, source_to_detector_mm=420, pixel_mm=1.1, shape=(33, 31)
+    )
+    expected = project(Volume(data, affine).crop((2, 3, 1), (30, 27, 38)), view)
+    monkeypatch.setattr(volume_module, "SLICE_BLOCK", block)
+    vol = Volume(data, affine)
+    got = project(vol.crop((2, 3, 1), (30, 27, 38)), view)
+    layouts = [v for k, v in vol._cache.items() if isinstance(k, int)]  # the ones projected
+    assert layouts and all(lay.shape[3] == block for lay in layouts)
+    assert np.array_equal(got, expected)
