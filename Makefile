@@ -7,11 +7,12 @@ export NUMBA_THREADING_LAYER ?= omp
 
 DEMO_STORE     := data/demo.zarr
 PRETRAIN_STORE := data/pretrain.zarr
+PRETRAIN_CT    := data/pretrain_ct
 FT_STORE       := data/finetune_pretrain.zarr
 DATASET        ?= synthetic
 MURA_DIR       ?= data/mura
 
-.PHONY: install test test-slow lint format demo data pretrain finetune bench clean clean-numba
+.PHONY: install test test-slow lint format demo data pretrain-data pretrain finetune bench clean clean-numba
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -50,10 +51,18 @@ demo: data
 	$(BIN)/drrgen show $(DEMO_STORE) --index 100 --out data/demo_sample100.png
 	@echo "demo figures: data/demo_sample0.png data/demo_sample100.png"
 
-# Correspondence pretraining, CPU-sized (see pipelines/pretrain_cpu.yaml; GPU: pretrain_gpu.yaml).
-# Builds the store when absent; a finished store or run is kept (reruns resume).
-pretrain: data
-	$(BIN)/drrgen build --config pipelines/pretrain_cpu_store.yaml --ct-dir data/ct --out $(PRETRAIN_STORE)
+# Correspondence pretraining, CPU-sized (see pipelines/pretrain_cpu.yaml; GPU: pretrain_gpu.yaml):
+# 120 limb phantoms + the chest CT, a 3,872-pair store, the transformer, its test-split table
+# beside the no-image baselines. A finished store or run is kept (reruns resume).
+$(PRETRAIN_CT)/.complete: | data
+	$(BIN)/drrgen phantom --out $(PRETRAIN_CT) --count 120 --seed 100 --kind mixed
+	cp -p data/ct/cxr.nii.gz $(PRETRAIN_CT)/cxr.nii.gz
+	touch $@
+
+pretrain-data: $(PRETRAIN_CT)/.complete
+
+pretrain: pretrain-data
+	$(BIN)/drrgen build --config pipelines/pretrain_cpu_store.yaml --ct-dir $(PRETRAIN_CT) --out $(PRETRAIN_STORE)
 	$(BIN)/xmatch pretrain --config pipelines/pretrain_cpu.yaml
 	$(BIN)/xmatch eval --store $(PRETRAIN_STORE) --run runs/pretrain_cpu/transformer --out runs/pretrain_cpu/eval
 
@@ -66,7 +75,8 @@ ifeq ($(DATASET),synthetic)
 	$(BIN)/xmatch pretrain --config pipelines/finetune_synthetic_pretrain.yaml
 	$(BIN)/xmatch finetune-table --config pipelines/finetune_synthetic.yaml
 else ifeq ($(DATASET),mura)
-	$(BIN)/drrgen build --config pipelines/pretrain_cpu_store.yaml --ct-dir data/ct --out $(PRETRAIN_STORE)
+	$(MAKE) pretrain-data
+	$(BIN)/drrgen build --config pipelines/pretrain_vit_s_store.yaml --ct-dir $(PRETRAIN_CT) --out data/pretrain256.zarr
 	$(BIN)/xmatch pretrain --config pipelines/pretrain_vit_s.yaml
 	$(BIN)/xmatch finetune-table --config pipelines/finetune_mura.yaml data.root=$(MURA_DIR)
 else

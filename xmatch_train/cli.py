@@ -53,7 +53,7 @@ def pretrain(
     Multi-GPU: ``torchrun --nproc_per_node 4 -m xmatch_train pretrain --config ...``.
     """
     from xmatch_train.config import load_config
-    from xmatch_train.train import pretrain as run
+    from xmatch_train.pretrain import pretrain as run
 
     with _user_errors():
         run_dir = run(load_config(config, overrides))
@@ -87,7 +87,7 @@ def eval_(
     on their own dataset's studies (Table 3; split auto = test, seeds of a row averaged).
     """
     from xmatch_train.finetune.report import evaluate_finetune_runs, is_finetune_run
-    from xmatch_train.report import evaluate_runs
+    from xmatch_train.pretrain.report import evaluate_runs
 
     kinds = {is_finetune_run(r) for r in run}
     with _user_errors():

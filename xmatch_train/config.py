@@ -95,6 +95,9 @@ class TrainConfig:
         ckpt_every: steps between checkpoints (the last step always saves).
         resume: continue from ``run_dir/ckpt/last.pt`` when it exists.
         stop_after: stop this process after this many steps (a time-boxed job); rerun to resume.
+        loss: ``auto`` (MSE for the ``cosine`` head, BCE for the ``prior`` head), ``mse`` or
+            ``bce`` (pretraining).
+        pos_weight: weight of entries with C > 0.05 in the loss (pretraining; 1 = plain).
     """
 
     steps: int | None = None
@@ -109,6 +112,8 @@ class TrainConfig:
     ckpt_every: int = 200
     resume: bool = True
     stop_after: int | None = None
+    loss: str = "auto"
+    pos_weight: float = 1.0
 
 
 @dataclass(frozen=True)

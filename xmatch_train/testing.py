@@ -189,6 +189,7 @@ def write_toy_store(
                 toy=True,
             ),
             patch=patch,
+            corr_definition="paper",
             size=size,
             views=views,
             block=block,

@@ -86,6 +86,8 @@ class BuildConfig:
             (`drrgen.correspondence`'s ``supersample``).
         corr_fraction: coarse cell width / patch width at the isocenter of the correspondence
             (`drrgen.correspondence`'s ``fraction``).
+        corr_definition: ground-truth definition, ``paper`` (default) or ``peak`` (the
+            definition before 2026-12), `drrgen.correspondence`'s ``definition``.
         sampling: view and crop sampling ranges.
     """
 
@@ -99,6 +101,7 @@ class BuildConfig:
     hu_air: float = -300.0
     corr_supersample: int = 3
     corr_fraction: float = 0.25
+    corr_definition: str = "paper"
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     @property
@@ -124,6 +127,10 @@ class BuildConfig:
             raise ValueError(f"--seed must be >= 0, got {self.seed}")
         if self.samples_per_ct < 1 or self.block < 1:
             raise ValueError("--samples-per-ct and --block must be >= 1")
+        if self.corr_definition not in ("paper", "peak"):
+            raise ValueError(
+                f"corr_definition must be 'paper' or 'peak', got {self.corr_definition!r}"
+            )
         if self.mu_water <= 0:
             raise ValueError(f"--mu-water must be > 0 (1/mm), got {self.mu_water}")
         cfg = replace(self, block=min(self.block, self.samples_per_ct))

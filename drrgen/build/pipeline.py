@@ -159,6 +159,7 @@ def base_attrs(cfg: BuildConfig, table: list[dict], ct_dir: str) -> dict:
         "params": cfg.to_dict(),
         "mu_water": cfg.mu_water,
         "hu_air": cfg.hu_air,
+        "corr_definition": cfg.corr_definition,
         "patch": cfg.patch,
         "views": cfg.views,
         "size": cfg.size,

@@ -199,6 +199,7 @@ def compute_block(
             threads=threads,
             supersample=cfg.corr_supersample,
             fraction=cfg.corr_fraction,
+            definition=cfg.corr_definition,
         )
         clock.lap("corr")
         out["geometry"][i] = [view.as_vector() for view in smp.views]

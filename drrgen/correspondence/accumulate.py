@@ -45,11 +45,15 @@ def invert(fp: Footprints, n_patch: int) -> Footprints:
 
 
 @njit(parallel=True, cache=True)
-def _pair_max(inv_start, inv_count, inv_vox, inv_weight, start, count, patch, weight, out):
-    """out[a, b] = max over voxels of w_i(v, a) w_j(v, b), then divided by its maximum.
+def _pair_max(
+    inv_start, inv_count, inv_vox, inv_weight, start, count, patch, weight, scale, divide, out
+):
+    """out[a, b] = max over voxels of scale_v (w_i(v, a) w_j(v, b)), then divided by its
+    maximum if `divide`.
 
     One prange task per row a: each thread owns whole rows of `out`, and max is exact in any
-    order, so the result is identical for every thread count.
+    order, so the result is identical for every thread count. The two weights are multiplied
+    first (commutative in IEEE arithmetic), so the pair (j, i) gets exactly the transpose.
     """
     n_rows = out.shape[0]
     row_max = np.zeros(n_rows, np.float32)
@@ -62,7 +66,7 @@ def _pair_max(inv_start, inv_count, inv_vox, inv_weight, start, count, patch, we
             wa = inv_weight[e]
             for f in range(start[n], start[n] + count[n]):
                 # max of float32-rounded products == float32 rounding of the max (monotone).
-                p = np.float32(wa * weight[f])
+                p = np.float32(scale[n] * (wa * weight[f]))
                 b = patch[f]
                 if p > row[b]:
                     row[b] = p
@@ -71,21 +75,33 @@ def _pair_max(inv_start, inv_count, inv_vox, inv_weight, start, count, patch, we
     peak = np.float32(0.0)
     for a in range(n_rows):
         peak = max(peak, row_max[a])
-    if peak > 0:
+    if divide and peak > 0:
         for a in prange(n_rows):
             for b in range(out.shape[1]):
                 out[a, b] /= peak
 
 
-def pair_max(inv_first: Footprints, second: Footprints, out: np.ndarray) -> None:
-    """Normalised correspondence of one view pair, written into `out`.
+def pair_max(
+    inv_first: Footprints,
+    second: Footprints,
+    out: np.ndarray,
+    scale: np.ndarray | None = None,
+    divide: bool = True,
+) -> None:
+    """Correspondence of one view pair, written into `out`.
 
     Args:
         inv_first: the first view's footprints indexed by patch (from `invert`).
         second: the second view's footprints indexed by voxel (same voxel numbering).
-        out: (N, N) float32, filled with ``max_v p_i^v (p_j^v)^T / max`` (all zeros if empty).
+        out: (N, N) float32, filled with ``max_v scale_v p_i^v (p_j^v)^T``, divided by its
+            maximum if `divide` (all zeros if empty).
+        scale: (n_vox,) float64 per-voxel factor (None: 1), e.g. the voxel's density.
+        divide: divide the pair by its own maximum (the "peak" definition).
     """
+    if scale is None:
+        scale = np.ones(second.start.shape[0])
     _pair_max(
         inv_first.start, inv_first.count, inv_first.patch, inv_first.weight,
-        second.start, second.count, second.patch, second.weight, out,
+        second.start, second.count, second.patch, second.weight,
+        np.ascontiguousarray(scale, dtype=np.float64), bool(divide), out,
     )  # fmt: skip

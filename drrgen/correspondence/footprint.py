@@ -311,3 +311,26 @@ def footprints(grid: CoarseGrid, view: View, patch: int, supersample: int = 1) -
     return Footprints(
         *_footprints(grid.vox, grid.value, s, det, du, dv, h, w, int(supersample), lin)
     )
+
+
+@njit(parallel=True, cache=True)
+def _peak_normalise(start, count, weight):
+    for n in prange(start.shape[0]):
+        peak = 0.0
+        for e in range(start[n], start[n] + count[n]):
+            peak = max(peak, weight[e])
+        if peak > 0.0:
+            for e in range(start[n], start[n] + count[n]):
+                weight[e] /= peak
+
+
+def peak_normalised(fp: Footprints) -> Footprints:
+    """The footprints with each voxel's weights divided by their maximum (peak 1 per voxel).
+
+    The paper's single-voxel projection "normalised to [0, 1]": what remains is where on the
+    detector a voxel lands and how its weight spreads over neighbouring patches, not its
+    density or path length. Returns new `Footprints` (the input is unchanged).
+    """
+    weight = fp.weight.copy()
+    _peak_normalise(fp.start, fp.count, weight)
+    return Footprints(fp.start, fp.count, fp.patch, weight)

@@ -1,18 +1,24 @@
 """Patch-level many-to-many correspondence ground truth for every pair of views.
 
-Definition (the paper's section 3.1, in the same cone-beam geometry as the DRRs):
+Definition (the paper's section 3.1, in the same cone-beam geometry as the DRRs). Two
+variants, by name (``definition``); ``paper`` is the default:
 
-1. Coarse grid: fine voxels with HU below `hu_air` are air (0), the others count
-   ``max(0, 1 + HU/1000)``; this is area-resampled onto cells that tile the volume exactly and
-   are about ``fraction`` x the patch width at the volume centre wide (`coarse`).
+1. Coarse grid: fine voxels with HU below `hu_air` are air (0), the others count their
+   density: ``paper``: ``d(HU) = sigmoid(0.005 (HU + 150))`` (air 0.014, fat ~0.56, soft tissue
+   ~0.72, bone ~1; the paper's public code); ``peak``: ``max(0, 1 + HU/1000)``. This is
+   area-resampled onto cells that tile the volume exactly and are about ``fraction`` x the
+   patch width at the volume centre wide (`coarse`); d_v is a cell's mean.
 2. Footprint p_i^v of coarse voxel v on view i: for patch a, the mean over
    ``supersample x supersample`` sub-rays from the source to sub-pixel centres spread uniformly
    over patch a (a detector of pitch ``patch / supersample`` pixels, average-pooled to
-   patches) of the Joseph weight ``value_v * L * w_a * w_b`` (`footprint`): exactly what
+   patches) of the Joseph weight ``d_v * L * w_a * w_b`` (`footprint`): exactly what
    projecting the one-voxel volume v with `drrgen.projector.project` onto that sub-ray
    detector and average-pooling to patches gives.
-3. C_ij = max over non-air coarse voxels v of p_i^v (p_j^v)^T, divided by its maximum
-   (`accumulate`).
+3. ``paper``: each voxel's footprint is normalised to peak 1 in each view (p^_i^v), and
+   ``C_ij = max_v d_v p^_i^v (p^_j^v)^T``, not divided afterwards: a tissue voxel's own patch
+   pair carries its density (soft tissue ~0.7, above the 0.2 positive threshold).
+   ``peak``: ``C_ij = max_v p_i^v (p_j^v)^T`` divided by its maximum (density^2 x path length
+   weighted; the definition before 2026-12; only bone-to-bone entries reach 0.2).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from drrgen.correspondence.coarse import (
     coarse_grid,
     iso_patch_width_mm,
 )
-from drrgen.correspondence.footprint import Footprints, footprints
+from drrgen.correspondence.footprint import Footprints, footprints, peak_normalised
 from drrgen.geometry.view import View
 from drrgen.runtime import numba_threads
 from drrgen.volume.volume import Volume
@@ -37,6 +43,9 @@ from drrgen.volume.volume import Volume
 # reaches a sub-ray of the patch it projects into, and reaches across a patch border only a
 # little (see `bench_correspondence.py --accuracy` and the README for the measured trade-off).
 SUPERSAMPLE = 3
+
+# Ground-truth definitions (see the module doc) and their coarse density function.
+DEFINITIONS = {"paper": "sigmoid", "peak": "attenuation"}
 
 
 def _check_args(
@@ -78,17 +87,17 @@ def view_footprints(
     return [footprints(grid, view, patch, supersample) for view in views]
 
 
-def cached_coarse_grid(volume: Volume, cells: np.ndarray, hu_air: float) -> CoarseGrid:
+def cached_coarse_grid(
+    volume: Volume, cells: np.ndarray, hu_air: float, density: str = "attenuation"
+) -> CoarseGrid:
     """`coarse_grid`, memoised on the volume (like its projector layouts).
 
     Repeated calls on the same `Volume` object (several view sets of one CT or crop) pay the
     full pass over the fine volume once. The dataset builder crops afresh per sample, so there
     each sample pays it (a few ms, see benchmarks/bench_correspondence.py).
     """
-    key = ("correspondence.coarse", tuple(int(n) for n in cells), float(hu_air))
-    if key not in volume._cache:
-        volume._cache[key] = coarse_grid(volume, cells, hu_air)
-    return volume._cache[key]
+    key = ("correspondence.coarse", tuple(int(n) for n in cells), float(hu_air), density)
+    return volume.memo(key, lambda: coarse_grid(volume, cells, hu_air, density))
 
 
 def correspondence(
@@ -99,6 +108,7 @@ def correspondence(
     threads: int | None = None,
     supersample: int = SUPERSAMPLE,
     fraction: float = PATCH_FRACTION,
+    definition: str = "paper",
 ) -> np.ndarray:
     """Many-to-many patch correspondence matrices for all view pairs (see the module doc).
 
@@ -112,23 +122,36 @@ def correspondence(
             uniformly over the patch (s = 1: its centre ray only).
         fraction: coarse cell width as a share of the patch width back-projected to the
             volume centre (mean over the views).
+        definition: ``paper`` (per-voxel peak-1 footprints times the sigmoid density, not
+            divided) or ``peak`` (density-weighted footprints, each pair divided by its
+            maximum), see the module doc.
 
     Returns:
         (P, N, N) float32 in [0, 1] with P = V (V - 1) / 2 pairs in the order
         (0, 1), (0, 2), ..., (V - 2, V - 1) and N = (H / patch) (W / patch) patches numbered
         row-major (``R * (W / patch) + C``); entry [p, a, b] relates patch a of the pair's
-        first view to patch b of its second. Each pair is divided by its maximum (all zeros
-        stays zeros), and the matrix of (j, i) is exactly the transpose of that of (i, j).
+        first view to patch b of its second. ``paper``: entry = the largest density of a voxel
+        seen by both patches (times how centrally); ``peak``: each pair divided by its maximum
+        (all zeros stays zeros). The matrix of (j, i) is exactly the transpose of that of (i, j).
     """
     h, w = _check_args(volume, views, patch, supersample, fraction)
+    if definition not in DEFINITIONS:
+        raise ValueError(
+            f"{volume.source or 'volume'}: unknown correspondence definition {definition!r}; "
+            f"choose one of {', '.join(DEFINITIONS)}"
+        )
+    paper = definition == "paper"
     n_patch = (h // patch) * (w // patch)
     pairs = [(i, j) for i in range(len(views)) for j in range(i + 1, len(views))]
     out = np.empty((len(pairs), n_patch, n_patch), dtype=np.float32)
     with numba_threads(threads):
         cells = coarse_cells(volume, fraction * iso_patch_width_mm(volume, views, patch))
-        grid = cached_coarse_grid(volume, cells, hu_air)
+        grid = cached_coarse_grid(volume, cells, hu_air, DEFINITIONS[definition])
         fps = view_footprints(grid, views, patch, int(supersample))
+        if paper:
+            fps = [peak_normalised(fp) for fp in fps]
         inverted = [invert(fp, n_patch) for fp in fps[:-1]]
+        scale = grid.value if paper else None
         for p, (i, j) in enumerate(pairs):
-            pair_max(inverted[i], fps[j], out[p])
+            pair_max(inverted[i], fps[j], out[p], scale=scale, divide=not paper)
     return out

@@ -44,6 +44,17 @@ class Volume:
         object.__setattr__(self, "data", data)
         object.__setattr__(self, "affine", affine)
 
+    def memo(self, key, compute):
+        """``compute()`` once per volume object and `key` (derived arrays: layouts, grids).
+
+        Args:
+            key: hashable key naming what is cached and its parameters.
+            compute: zero-argument function returning the value.
+        """
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
     @property
     def shape_ijk(self) -> tuple[int, int, int]:
         """Grid size as (ni, nj, nk)."""

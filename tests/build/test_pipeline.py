@@ -56,7 +56,7 @@ def test_store_holds_exactly_what_project_and_correspondence_return(reference, c
             np.testing.assert_array_equal(data["views"][i, k], expected)
         corr = correspondence(hu.crop(start, stop), views, patch=8, hu_air=cfg.hu_air)
         np.testing.assert_array_equal(data["corr"][i], corr.astype(np.float16))
-        assert data["views"][i].max() > 0.5 and data["corr"][i].max() == 1.0
+        assert data["views"][i].max() > 0.5 and 0.5 < data["corr"][i].max() <= 1.0
 
 
 def test_rerun_builds_only_missing_blocks_and_matches(reference, ct_dir, tmp_path):

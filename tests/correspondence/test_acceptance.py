@@ -48,8 +48,19 @@ CASES = [
 ]
 
 
+# (definition, bone threshold, strong threshold, max unsupported share per pair, mean).
+# The paper definition normalises each coarse voxel's footprint to peak 1, so a voxel near a
+# patch border whose Joseph tent reaches the next patch lends it a large value: measured on
+# these cases 5.8-12.7 % of the entries > 0.2 have no fine tissue voxel centre in both patches
+# (the neighbour patch only), while 96-98 % of the geometric support is positive.
+DEFINITIONS = [("peak", 0.01, 0.05, 0.02, 0.01), ("paper", 0.2, 0.2, 0.15, 0.1)]
+
+
+@pytest.mark.parametrize("definition, bone_at, strong, worst, mean", DEFINITIONS)
 @pytest.mark.parametrize("seed, kind, angles", CASES)
-def test_bone_points_and_strong_entries_agree_with_the_pinhole_geometry(seed, kind, angles):
+def test_bone_points_and_strong_entries_agree_with_the_pinhole_geometry(
+    seed, kind, angles, definition, bone_at, strong, worst, mean
+):
     volume = make_phantom(seed, shape=(96, 96, 112), spacing_mm=(1.3, 1.4, 1.5), kind=kind)
     volume = _rotated(volume)
     views = [
@@ -59,15 +70,16 @@ def test_bone_points_and_strong_entries_agree_with_the_pinhole_geometry(seed, ki
         )
         for n, (p, s) in enumerate(angles)
     ]  # fmt: skip
-    c = correspondence(volume, views)
+    c = correspondence(volume, views, definition=definition)
     pairs = [(0, 1), (0, 2), (1, 2)]
     unsupported = []
     for p, (i, j) in enumerate(pairs):
-        assert bone_miss_fraction(volume, views[i], views[j], c[p]) < 0.003
-        unsupported.append(unsupported_fraction(volume, views[i], views[j], c[p]))
-        assert unsupported[-1] < 0.02
-        assert (c[p] >= 0.05).sum() > 50
-    assert np.mean(unsupported) < 0.01
+        bone = bone_miss_fraction(volume, views[i], views[j], c[p], threshold=bone_at)
+        assert bone < 0.003
+        unsupported.append(unsupported_fraction(volume, views[i], views[j], c[p], threshold=strong))
+        assert unsupported[-1] < worst
+        assert (c[p] >= strong).sum() > 50
+    assert np.mean(unsupported) < mean
     # The checks see geometry errors: the transposed matrix or another pair's fails badly.
     assert bone_miss_fraction(volume, views[0], views[1], c[1]) > 0.3
     assert unsupported_fraction(volume, views[0], views[1], c[0].T) > 0.3

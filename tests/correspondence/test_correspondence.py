@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from drrgen.correspondence import correspondence
-from drrgen.correspondence.coarse import coarse_cells, coarse_volume, iso_patch_width_mm
+from drrgen.correspondence.coarse import (
+    coarse_cells,
+    coarse_volume,
+    iso_patch_width_mm,
+    sigmoid_density,
+)
 from drrgen.correspondence.footprint import sub_ray_view
 from drrgen.correspondence.ground_truth import PATCH_FRACTION, SUPERSAMPLE
 from drrgen.geometry import carm_view
@@ -47,7 +52,11 @@ def test_shape_pair_order_and_transpose():
     v0, v1, v2 = _views([(10, 5), (80, -10), (150, 20)])
     c = correspondence(vol, [v0, v1, v2], patch=8)
     assert c.shape == (3, 64, 64) and c.dtype == np.float32
-    assert np.all((c >= 0) & (c <= 1)) and np.allclose(c.max(axis=(1, 2)), 1.0)
+    # paper (default): not divided; the dense core's density (~0.99) is the peak of each pair.
+    assert np.all((c >= 0) & (c <= 1)) and np.all(c.max(axis=(1, 2)) > 0.9)
+    peak = correspondence(vol, [v0, v1, v2], patch=8, definition="peak")
+    assert np.allclose(peak.max(axis=(1, 2)), 1.0)
+    np.testing.assert_array_equal(peak[1].T, correspondence(vol, [v2, v0], 8, definition="peak")[0])
     # Same SID/SDD/pixels for every view: the coarse grid does not depend on the subset.
     np.testing.assert_array_equal(c[0], correspondence(vol, [v0, v1], patch=8)[0])
     np.testing.assert_array_equal(c[1], correspondence(vol, [v0, v2], patch=8)[0])
@@ -123,7 +132,14 @@ def test_single_dense_voxel_gives_one_block_that_follows_the_projection(
     peaks = []
     for index in indices:
         vol, centre = _single_voxel_ct(views, 8, fraction, index)
-        c = correspondence(vol, views, patch=8, supersample=supersample, fraction=fraction)[0]
+        c = correspondence(
+            vol, views, patch=8, supersample=supersample, fraction=fraction, definition="peak"
+        )[0]
+        paper = correspondence(vol, views, patch=8, supersample=supersample, fraction=fraction)[0]
+        # The paper's definition: the same block, scaled to the voxel's density at its peak.
+        density = float(sigmoid_density(1500.0))
+        np.testing.assert_allclose(paper, density * c, rtol=1e-5, atol=1e-7)
+        assert paper.max() == pytest.approx(density, rel=1e-5)
         rows, cols = np.flatnonzero(c.max(1)), np.flatnonzero(c.max(0))
         # One rank-1 block, within a 3x3 patch neighbourhood in each view.
         np.testing.assert_allclose(c, np.outer(c.max(1), c.max(0)), rtol=1e-5, atol=1e-7)
@@ -146,13 +162,16 @@ def test_single_dense_voxel_gives_one_block_that_follows_the_projection(
     assert len(set(peaks)) == 3  # the block moved with the voxel
 
 
-def _brute_force(hu_volume, views, patch, supersample, fraction, hu_air=-300.0):
+def _brute_force(hu_volume, views, patch, supersample, fraction, definition, hu_air=-300.0):
     """The definition, literally: project each one-voxel volume with `project` onto the
-    sub-ray detector (pitch patch / s pixels), average-pool s x s to patches, outer products,
-    max, normalise."""
+    sub-ray detector (pitch patch / s pixels), average-pool s x s to patches; ``peak``: outer
+    products, max, normalise; ``paper``: each projection divided by its maximum, outer product
+    times the voxel's density, max."""
     s = supersample
+    paper = definition == "paper"
     width = fraction * iso_patch_width_mm(hu_volume, views, patch)
-    grid = coarse_volume(hu_volume, coarse_cells(hu_volume, width), hu_air)
+    cells = coarse_cells(hu_volume, width)
+    grid = coarse_volume(hu_volume, cells, hu_air, "sigmoid" if paper else "attenuation")
     # s dividing the patch: the plain downsampled detector; otherwise the sub-ray detector.
     fine = [
         v.downsample(patch // s) if patch % s == 0 else sub_ray_view(v, patch, s) for v in views
@@ -168,22 +187,30 @@ def _brute_force(hu_volume, views, patch, supersample, fraction, hu_air=-300.0):
             project(one_voxel, v).astype(np.float64).reshape(hp, s, wp, s).mean(axis=(1, 3)).ravel()
             for v in fine
         ]
+        if paper:
+            p = [x / x.max() if x.max() > 0 else x for x in p]
+        scale = grid.data[tuple(idx)] if paper else 1.0
         for q, (i, j) in enumerate(pairs):
-            best[q] = np.maximum(best[q], np.outer(p[i], p[j]))
-    return best / best.max(axis=(1, 2), keepdims=True)
+            best[q] = np.maximum(best[q], scale * np.outer(p[i], p[j]))
+    return best if paper else best / best.max(axis=(1, 2), keepdims=True)
 
 
+@pytest.mark.parametrize("definition", ["paper", "peak"])
 @pytest.mark.parametrize(
     "seed, supersample, fraction",
     [(0, 1, 0.75), (1, 2, 0.35), (2, 3, PATCH_FRACTION), (3, 4, 0.3)],
 )
-def test_agrees_with_brute_force_projection_of_one_voxel_volumes(seed, supersample, fraction):
+def test_agrees_with_brute_force_projection_of_one_voxel_volumes(
+    seed, supersample, fraction, definition
+):
     rng = np.random.default_rng(seed)
     vol = _blob_volume(shape=(16, 18, 14), seed=seed)
     angles = [(rng.uniform(0, 360), rng.uniform(-25, 25)) for _ in range(3)]
     views = _views(angles, shape=(48, 48), isocenter=rng.normal(0, 5, 3))
-    fast = correspondence(vol, views, patch=8, supersample=supersample, fraction=fraction)
-    slow = _brute_force(vol, views, 8, supersample, fraction)
+    fast = correspondence(
+        vol, views, patch=8, supersample=supersample, fraction=fraction, definition=definition
+    )
+    slow = _brute_force(vol, views, 8, supersample, fraction, definition)
     assert np.count_nonzero(slow) > 100
     # Float32 precision: the projector steps its rays in float32, so entries at the very
     # edge of a tent (below 1e-5) may be zero on one side only.
@@ -191,9 +218,72 @@ def test_agrees_with_brute_force_projection_of_one_voxel_volumes(seed, supersamp
     assert np.array_equal(fast > 1e-4, slow > 1e-4)
 
 
-def test_all_air_gives_zeros():
+def _paper_voxels(views, patch, blocks, shape=(24, 24, 24), block=(4, 3, 6)):
+    """An air CT with whole coarse voxels set to HU values: {coarse index (i, j, k): HU}."""
+    vol, _ = _single_voxel_ct(views, patch, PATCH_FRACTION, (0, 0, 0), shape, block)
+    vol.data[:] = -1000.0
+    f = np.array(block)
+    for index, hu in blocks.items():
+        lo = np.asarray(index) * f
+        vol.data[lo[2] : lo[2] + f[2], lo[1] : lo[1] + f[1], lo[0] : lo[0] + f[0]] = hu
+    return vol
+
+
+@pytest.mark.parametrize("hu", [40.0, 1500.0])
+def test_paper_one_voxel_gives_exactly_its_density_at_its_own_patch_pair(hu):
+    views = _views([(15, 8), (100, -12)], shape=(96, 96))
+    vol = _paper_voxels(views, 8, {(3, 4, 2): hu})
+    c = correspondence(vol, views, patch=8)[0]
+    density = float(sigmoid_density(hu))  # soft tissue ~0.73, bone ~1
+    assert c.max() == pytest.approx(density, rel=1e-6)
+    # Its own patch pair (where the centre projects in each view) carries the peak.
+    centre = vol.index_to_world(np.array([3, 4, 2]) * [4, 3, 6] + (np.array([4, 3, 6]) - 1) / 2)
+    home = [
+        int(np.floor(rc[0] + 0.5)) * 12 + int(np.floor(rc[1] + 0.5))
+        for rc in (v.downsample(8).project_points(centre[None])[0] for v in views)
+    ]
+    assert c[home[0], home[1]] == pytest.approx(density, rel=1e-6)
+    assert c[home[0], home[1]] > 0.2  # a positive at the paper's threshold, soft tissue too
+
+
+def test_paper_two_voxels_give_the_max_not_the_sum():
+    views = _views([(15, 8), (15, 8)], shape=(96, 96))  # the same view twice
+    soft, bone = (3, 3, 2), (4, 3, 2)  # neighbouring coarse voxels: their footprints overlap
+    one = correspondence(_paper_voxels(views, 8, {soft: 40.0}), views, patch=8)[0]
+    other = correspondence(_paper_voxels(views, 8, {bone: 1500.0}), views, patch=8)[0]
+    two = correspondence(_paper_voxels(views, 8, {soft: 40.0, bone: 1500.0}), views, 8)[0]
+    shared = (one > 0) & (other > 0)
+    assert shared.sum() > 0
+    np.testing.assert_array_equal(two, np.maximum(one, other))
+    assert np.all(two[shared] < one[shared] + other[shared])
+    assert two.max() == pytest.approx(float(sigmoid_density(1500.0)), rel=1e-6)
+
+
+def test_paper_soft_tissue_slab_is_positive_over_its_whole_shared_support():
+    data = np.full((30, 30, 30), -1000.0, np.float32)
+    data[10:20] = 40.0  # a slab of soft tissue 20 mm thick along z, filling x and y ...
+    data[13:17, 13:17, :] = 1500.0  # ... around a bone bar along x
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = -29.0  # centred on the origin
+    vol = Volume(data, affine, "slab")
+    views = _views([(0, 0), (90, 0)], shape=(64, 64))
+    c = correspondence(vol, views, patch=8)[0]
+    old = correspondence(vol, views, patch=8, definition="peak")[0]
+    support = c > 0
+    assert support.sum() > 100 and np.array_equal(support, old > 0)
+    assert c.max() == pytest.approx(float(sigmoid_density(1500.0)), rel=1e-3)
+    # The patch pairs the slab is seen in by both views are positives at 0.2 (soft tissue's
+    # density 0.72, bone's 1), apart from patches that only graze its faces; with the old
+    # definition, divided by the bone-to-bone peak, far fewer are.
+    assert (c[support] > 0.2).mean() > 0.7
+    assert (old[support] > 0.2).mean() < 0.5 * (c[support] > 0.2).mean()
+
+
+@pytest.mark.parametrize("definition", ["paper", "peak"])
+def test_all_air_gives_zeros(definition):
     vol = Volume(np.full((10, 10, 10), -1000.0, np.float32), np.diag([3.0, 3.0, 3.0, 1.0]))
-    c = correspondence(vol, _views([(0, 0), (90, 0)], shape=(32, 32)), patch=16)
+    views = _views([(0, 0), (90, 0)], shape=(32, 32))
+    c = correspondence(vol, views, patch=16, definition=definition)
     assert c.shape == (1, 4, 4) and not c.any()
 
 
@@ -206,6 +296,7 @@ def test_all_air_gives_zeros():
         (_views([(0, 0), (90, 0)]), {"supersample": 0}, "supersample must be an integer >= 1"),
         (_views([(0, 0), (90, 0)]), {"supersample": 1.5}, "supersample must be an integer"),
         (_views([(0, 0), (90, 0)]), {"fraction": 0.0}, "fraction must be > 0"),
+        (_views([(0, 0), (90, 0)]), {"definition": "max"}, "unknown correspondence definition"),
     ],
 )
 def test_bad_arguments_raise_naming_the_volume(views, kwargs, message):

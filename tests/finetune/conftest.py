@@ -106,8 +106,8 @@ def easy_studies(tmp_path_factory) -> Path:
 def pretrain_run(tmp_path_factory) -> Path:
     """A 4-step ``vit_s`` correspondence pretraining (64 px views, 16 px patches: 4 x 4 grid)."""
     from xmatch_train.config import load_config
+    from xmatch_train.pretrain import pretrain
     from xmatch_train.testing import build_toy_store
-    from xmatch_train.train import pretrain
 
     root = tmp_path_factory.mktemp("pre")
     store = build_toy_store(root / "s.zarr", root / "cts", n_volumes=3, samples_per_volume=4)

@@ -128,7 +128,7 @@ def test_augmented_pair_matches_resimulated_flipped_view(scene, which, op):
     resim = correspondence(vol, resim_views, patch=patch)[0]
     perm = op.patch_permutation((64 // patch, 64 // patch))
     augmented = corr[perm, :] if which == 0 else corr[:, perm]
-    assert corr.max() == 1 and (corr > 0.2).mean() > 0.02  # a non-trivial matrix
+    assert corr.max() > 0.5 and (corr > 0.2).mean() > 0.02  # a non-trivial matrix
     np.testing.assert_allclose(resim, augmented, atol=1e-5)
     assert not np.allclose(resim, corr)  # the flip really moved patches
 

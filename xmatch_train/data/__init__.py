@@ -10,7 +10,7 @@ from xmatch_train.data.splits import (
     save_split,
     split_volumes,
 )
-from xmatch_train.data.store import StoreError, StoreMeta, pairs_of, read_meta
+from xmatch_train.data.store import StoreError, StoreMeta, common_definition, pairs_of, read_meta
 from xmatch_train.data.transforms import (
     AugmentConfig,
     DisplayConfig,
@@ -33,6 +33,7 @@ __all__ = [
     "VolumeSplit",
     "WorkerPlan",
     "build_shards",
+    "common_definition",
     "draw_photometric",
     "epoch_plan",
     "load_split",

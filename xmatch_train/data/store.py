@@ -62,6 +62,13 @@ class StoreMeta:
     attrs: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def corr_definition(self) -> str:
+        """The ground-truth definition the store's ``corr`` was built with (``paper`` or
+        ``peak``; stores written before the attribute existed are ``peak``)."""
+        params = self.attrs.get("params") or {}
+        return str(self.attrs.get("corr_definition", params.get("corr_definition", "peak")))
+
+    @property
     def n_patches(self) -> int:
         """N, the patches per view."""
         return self.grid[0] * self.grid[1]
@@ -180,3 +187,19 @@ def read_meta(
         complete=complete,
         attrs=attrs,
     )
+
+
+def common_definition(metas: list[StoreMeta]) -> str:
+    """The one ground-truth definition of `metas`; a run never mixes definitions.
+
+    Raises:
+        StoreError: the stores were built with different definitions (they are listed).
+    """
+    found = {m.path: m.corr_definition for m in metas}
+    if len(set(found.values())) > 1:
+        listed = ", ".join(f"{p}: {d}" for p, d in found.items())
+        raise StoreError(
+            f"the stores hold different correspondence definitions ({listed}); "
+            "train and evaluate on stores of one definition (drrgen build corr_definition)"
+        )
+    return next(iter(found.values()))

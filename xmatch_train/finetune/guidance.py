@@ -130,7 +130,7 @@ class CorrespondenceGuide(nn.Module):
     ) -> CorrespondenceGuide:
         """Load a pretraining run (directory or checkpoint file) as a guide for `grid`."""
         cfg, ckpt = load_pretrain_run(source, which)
-        model = build_model(replace(cfg.model, pretrained_file=None))
+        model = build_model(replace(cfg.model, pretrained_file=None, pretrained=None))
         model.load_state_dict(ckpt["model"])
         size = cfg.data.image_size or cfg.model.img_size
         guide = cls(model, size, grid)

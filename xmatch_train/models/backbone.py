@@ -26,6 +26,28 @@ def check_weights_file(path: str | Path | None) -> Path | None:
     return p
 
 
+PRETRAINED = (None, "timm")
+
+
+def hub_model(name: str, **kwargs) -> nn.Module:
+    """``timm.create_model(name, pretrained=True)``: timm downloads the ImageNet weights from
+    the Hugging Face hub (cached in ~/.cache/huggingface). Needs network access once.
+
+    Raises:
+        RuntimeError: one line naming the model when the download fails (offline, no such
+            weights), with the local-file alternative.
+    """
+    try:
+        return timm.create_model(name, pretrained=True, **kwargs)
+    except Exception as err:  # hub errors are many types (OSError, HTTP, LocalEntryNotFound)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise RuntimeError(
+            f"model.pretrained=timm: could not get ImageNet weights for '{name}' from the "
+            f"Hugging Face hub (offline?): {first}; download them where there is network and "
+            "pass model.pretrained_file=/path/to/weights.safetensors instead"
+        ) from None
+
+
 class TimmBackbone(nn.Module):
     """A timm model as a feature extractor (``features_only``) at one output level.
 
@@ -43,13 +65,18 @@ class TimmBackbone(nn.Module):
         out_index: int = 3,
         in_chans: int = 1,
         pretrained_file: str | Path | None = None,
+        pretrained: str | None = None,
     ):
         super().__init__()
         file = check_weights_file(pretrained_file)
         kwargs = dict(features_only=True, out_indices=(out_index,), in_chans=in_chans)
         if file is not None:
             kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(file)))
-        self.body = timm.create_model(name, **kwargs)
+            self.body = timm.create_model(name, **kwargs)
+        elif pretrained == "timm":
+            self.body = hub_model(name, **kwargs)
+        else:
+            self.body = timm.create_model(name, **kwargs)
         self.channels = int(self.body.feature_info.channels()[-1])
         self.stride = int(self.body.feature_info.reduction()[-1])
 
@@ -87,11 +114,18 @@ class ConvStem(nn.Module):
 
 
 def build_backbone(
-    name: str, out_index: int = 3, in_chans: int = 1, pretrained_file: str | Path | None = None
+    name: str,
+    out_index: int = 3,
+    in_chans: int = 1,
+    pretrained_file: str | Path | None = None,
+    pretrained: str | None = None,
 ) -> nn.Module:
-    """``convstem`` (our tiny CNN, stride 16) or any timm model name (see `TimmBackbone`)."""
+    """``convstem`` (our tiny CNN, stride 16) or any timm model name (see `TimmBackbone`);
+    ``pretrained="timm"`` downloads timm's ImageNet weights (`hub_model`)."""
+    if pretrained not in PRETRAINED:
+        raise ValueError(f"model.pretrained must be null or 'timm', got {pretrained!r}")
     if name == "convstem":
-        if pretrained_file:
+        if pretrained_file or pretrained:
             raise ValueError("backbone 'convstem' has no pretrained weights")
         return ConvStem(in_chans=in_chans)
-    return TimmBackbone(name, out_index, in_chans, pretrained_file)
+    return TimmBackbone(name, out_index, in_chans, pretrained_file, pretrained)

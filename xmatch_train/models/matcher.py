@@ -68,15 +68,23 @@ class CorrespondenceModel(nn.Module):
         encoder: (view0, view1) -> (tokens0, tokens1), (B, N, D) each.
         width: D.
         input_mean, input_std: the images in [0, 1] are normalised as (x - mean) / std.
+        head: None for the paper's head (squared cosine of the descriptors), or a module
+            (desc0, desc1) -> logits (B, N, N) such as `PriorMixtureHead`.
     """
 
     def __init__(
-        self, encoder: nn.Module, width: int, input_mean: float = 0.45, input_std: float = 0.225
+        self,
+        encoder: nn.Module,
+        width: int,
+        input_mean: float = 0.45,
+        input_std: float = 0.225,
+        head: nn.Module | None = None,
     ):
         super().__init__()
         self.encoder = encoder
         self.final_proj = nn.Linear(width, width)
         self.input_mean, self.input_std = float(input_mean), float(input_std)
+        self.head = head
 
     def forward(self, view0: torch.Tensor, view1: torch.Tensor) -> dict[str, torch.Tensor]:
         """Predict C.
@@ -86,10 +94,14 @@ class CorrespondenceModel(nn.Module):
 
         Returns:
             ``corr`` (B, N, N) float32 in [0, 1] (row = patch of view0, column = patch of
-            view1, patches row-major), ``desc0`` and ``desc1`` (B, N, D) descriptors.
+            view1, patches row-major), ``desc0`` and ``desc1`` (B, N, D) descriptors, and
+            ``logits`` (B, N, N) when the head predicts logits (``corr = sigmoid(logits)``).
         """
         x0 = (view0 - self.input_mean) / self.input_std
         x1 = (view1 - self.input_mean) / self.input_std
         t0, t1 = self.encoder(x0, x1)
         d0, d1 = self.final_proj(t0), self.final_proj(t1)
-        return {"corr": correspondence_matrix(d0, d1), "desc0": d0, "desc1": d1}
+        if self.head is None:
+            return {"corr": correspondence_matrix(d0, d1), "desc0": d0, "desc1": d1}
+        logits = self.head(d0, d1)
+        return {"corr": torch.sigmoid(logits), "logits": logits, "desc0": d0, "desc1": d1}

@@ -16,6 +16,7 @@ from torch import nn
 
 from xmatch_train.models.attention import ATTENTION
 from xmatch_train.models.backbone import build_backbone
+from xmatch_train.models.head import PriorMixtureHead
 from xmatch_train.models.matcher import CNNAttentionEncoder, CorrespondenceModel, ViTPairEncoder
 from xmatch_train.models.vit import MultiViewViT
 
@@ -30,6 +31,8 @@ class ModelConfig:
         backbone_index: timm feature level (3 = stride 16 for ResNets).
         pretrained_file: local weights for the backbone (CNN variants) or the timm ViT
             (``vit_s``); None = random initialisation.
+        pretrained: ``timm`` to download the backbone's ImageNet weights with timm (CNN
+            variants; needs network access; a clear error when offline), or None.
         width: token width D (512 in the paper; 384 for ViT-S).
         depth: attention layers (8 in the paper; 6 for ViT-S).
         heads: attention heads (8 in the paper; 4 for ViT-S).
@@ -38,12 +41,19 @@ class ModelConfig:
         img_size: ViT input side in pixels.
         patch_size: ViT patch side in pixels.
         input_mean, input_std: image normalisation (x - mean) / std.
+        head: ``cosine`` (the paper's squared cosine of L2-normalised descriptors, trained
+            with MSE) or ``prior`` (`PriorMixtureHead`: learned geometric priors chosen by the
+            images, patch gates and a bilinear term, trained with BCE).
+        prior_components: K prior matrices of the ``prior`` head.
+        grid: patches per side of the token grid (N = grid^2) for the ``prior`` head; it must
+            equal the store's patch grid.
     """
 
     name: str = "transformer"
     backbone: str = "resnet50"
     backbone_index: int = 3
     pretrained_file: str | None = None
+    pretrained: str | None = None
     width: int = 512
     depth: int = 8
     heads: int = 8
@@ -53,6 +63,9 @@ class ModelConfig:
     patch_size: int = 16
     input_mean: float = 0.45
     input_std: float = 0.225
+    head: str = "cosine"
+    prior_components: int = 16
+    grid: int = 16
 
 
 MODELS: dict[str, Callable[[ModelConfig], CorrespondenceModel]] = {}
@@ -68,13 +81,26 @@ def register(name: str):
     return deco
 
 
+HEADS = ("cosine", "prior")
+
+
+def _head(cfg: ModelConfig) -> nn.Module | None:
+    if cfg.head not in HEADS:
+        raise ValueError(f"unknown model.head {cfg.head!r}; choose one of {', '.join(HEADS)}")
+    if cfg.head == "cosine":
+        return None
+    return PriorMixtureHead(cfg.width, cfg.grid * cfg.grid, cfg.prior_components)
+
+
 def _cnn_attention(cfg: ModelConfig) -> CorrespondenceModel:
-    backbone = build_backbone(cfg.backbone, cfg.backbone_index, 1, cfg.pretrained_file)
+    backbone = build_backbone(
+        cfg.backbone, cfg.backbone_index, 1, cfg.pretrained_file, cfg.pretrained
+    )
     attention = ATTENTION[cfg.name](
         dim=cfg.width, depth=cfg.depth, heads=cfg.heads, mlp_dim=cfg.mlp_dim, dropout=cfg.dropout
     )
     encoder = CNNAttentionEncoder(backbone, attention, cfg.width, cfg.heads)
-    return CorrespondenceModel(encoder, cfg.width, cfg.input_mean, cfg.input_std)
+    return CorrespondenceModel(encoder, cfg.width, cfg.input_mean, cfg.input_std, _head(cfg))
 
 
 for _name in ATTENTION:
@@ -83,6 +109,11 @@ for _name in ATTENTION:
 
 @register("vit_s")
 def _vit_s(cfg: ModelConfig) -> CorrespondenceModel:
+    if cfg.pretrained:
+        raise ValueError(
+            "model.pretrained=timm is for the CNN backbones; for vit_s pass a local timm ViT "
+            "checkpoint as model.pretrained_file"
+        )
     vit = MultiViewViT(
         img_size=cfg.img_size,
         patch_size=cfg.patch_size,
@@ -93,7 +124,8 @@ def _vit_s(cfg: ModelConfig) -> CorrespondenceModel:
         mlp_ratio=cfg.mlp_dim / cfg.width,
         pretrained_file=cfg.pretrained_file,
     )
-    return CorrespondenceModel(ViTPairEncoder(vit), cfg.width, cfg.input_mean, cfg.input_std)
+    encoder = ViTPairEncoder(vit)
+    return CorrespondenceModel(encoder, cfg.width, cfg.input_mean, cfg.input_std, _head(cfg))
 
 
 def build_model(cfg: ModelConfig) -> CorrespondenceModel:

@@ -1,9 +1,10 @@
-"""The training loop (single process or DDP under torchrun) and the correspondence pretraining.
+"""The training loop (single process or DDP under torchrun), for any task.
 
 `fit` runs any task: read top to bottom: runtime -> data -> model and optimizer -> resume ->
-loop (forward, loss, backward, step, log, validate, checkpoint). A task (`CorrespondenceTask`
-here: view pairs, MSE on C, validation AP; `xmatch_train.finetune.FinetuneTask`: two-view
-studies, BCE, validation AUC/kappa) supplies the data, the model, the loss and the validation.
+loop (forward, loss, backward, step, log, validate, checkpoint). A task
+(`xmatch_train.pretrain.CorrespondenceTask`: view pairs, loss on C, validation AP against the
+no-image baselines; `xmatch_train.finetune.FinetuneTask`: two-view studies, BCE, validation
+AUC/kappa) supplies the data, the model, the loss and the validation.
 Everything a resumed run needs is in ``run_dir/ckpt/last.pt``: model, optimizer, scheduler,
 loss scaler, step, epoch, the number of batches consumed in the epoch, the best validation
 score and the torch RNG state.
@@ -18,7 +19,6 @@ Run directory:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -30,22 +30,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from xmatch_train.config import PretrainConfig, save_config, to_dict
-from xmatch_train.data import (
-    BatchTransform,
-    PairStream,
-    StreamOptions,
-    VolumeSplit,
-    load_split,
-    make_loader,
-    read_meta,
-    sample_mask,
-    save_split,
-    split_volumes,
-)
-from xmatch_train.data.store import StoreMeta
-from xmatch_train.evaluate import evaluate
-from xmatch_train.models import build_model, correspondence_loss, count_parameters
+from xmatch_train.config import save_config, to_dict
 from xmatch_train.train import dist
 from xmatch_train.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from xmatch_train.train.logger import JsonlLogger, read_log
@@ -88,48 +73,6 @@ class EpochIterator:
                 continue
             self.position += 1
             return batch
-
-
-def volume_keys(metas: list[StoreMeta]) -> list[str]:
-    """Keys of every CT with at least one written sample, over all stores."""
-    return [m.volume_key(v) for m in metas for v in set(m.volume_id[m.volume_id >= 0].tolist())]
-
-
-def make_stream(
-    cfg: PretrainConfig, metas, keys, rt: dist.Runtime | None, train: bool
-) -> PairStream:
-    """The training stream (this rank's share) or the validation/test stream (one process)."""
-    d = cfg.data
-    options = StreamOptions(
-        batch_size=d.batch_size,
-        seed=cfg.train.seed,
-        train=train,
-        mode=d.mode if train else "all",
-        buffer=d.buffer,
-        shuffle=True,
-        augment=d.augment,
-        geometry=False,
-    )
-    masks = [sample_mask(m, keys) for m in metas]
-    world, rank = (rt.world_size, rt.rank) if (train and rt is not None) else (1, 0)
-    return PairStream(metas, masks, options, world_size=world, rank=rank, num_workers=d.num_workers)
-
-
-def _layout(cfg: PretrainConfig, rt: dist.Runtime) -> dict:
-    """Everything the data order and draws depend on: a resume must find it unchanged."""
-    d = cfg.data
-    return dict(
-        world_size=rt.world_size,
-        num_workers=d.num_workers,
-        batch_size=d.batch_size,
-        stores=list(d.stores),
-        image_size=d.image_size,
-        seed=cfg.train.seed,
-        buffer=d.buffer,
-        mode=d.mode,
-        augment=dataclasses.asdict(d.augment),
-        split=[d.val_fraction, d.test_fraction, d.split_seed],
-    )
 
 
 def _check_resume(saved: dict, now: dict, path: Path) -> None:
@@ -199,98 +142,6 @@ class Task(Protocol):
 
     def format_val(self, val: dict) -> str:
         """Short text of validation metrics for the progress bar."""
-
-
-class CorrespondenceTask:
-    """Correspondence pretraining: view pairs streamed from stores, MSE on C, validation AP.
-
-    Args:
-        cfg: the run's `PretrainConfig`.
-    """
-
-    name = "pretrain"
-    score = "ap"
-
-    def __init__(self, cfg: PretrainConfig):
-        self.cfg = cfg
-        self.samples_per_batch = cfg.data.batch_size
-
-    def layout(self, rt: dist.Runtime) -> dict:
-        return _layout(self.cfg, rt)
-
-    def prepare(self, rt: dist.Runtime, run_dir: Path, resuming: bool) -> None:
-        # Split by CT volume; this rank's share of the training shards.
-        cfg, d = self.cfg, self.cfg.data
-        self.metas = [read_meta(p, allow_incomplete=d.allow_incomplete) for p in d.stores]
-        split_path = run_dir / "split.json"
-        if resuming and split_path.is_file():
-            self.split = load_split(split_path)
-        else:
-            keys = volume_keys(self.metas)
-            self.split = split_volumes(keys, d.val_fraction, d.test_fraction, d.split_seed)
-        self.transform = BatchTransform(d.display, d.image_size)
-        self.transform.factor(self.metas[0].image_shape)  # fail early on a size that does not fit
-        self.train_stream = make_stream(cfg, self.metas, self.split.keys("train"), rt, train=True)
-        self.val_stream = (
-            make_stream(cfg, self.metas, self.split.keys("val"), None, False)
-            if self.split.val
-            else None
-        )
-
-    def save_split(self, run_dir: Path) -> None:
-        save_split(run_dir / "split.json", self.metas, self.split)
-
-    def steps(self) -> int:
-        t = self.cfg.train
-        return t.steps or t.epochs * self.train_stream.batches_per_epoch(0)
-
-    def build_model(self) -> torch.nn.Module:
-        return build_model(self.cfg.model)
-
-    def param_groups(self, model: torch.nn.Module) -> Iterable:
-        return model.parameters()
-
-    def batches(self, epoch: int, skip: int, rt: dist.Runtime) -> Iterable[dict]:
-        self.train_stream.set_epoch(epoch, skip)
-        return make_loader(self.train_stream, rt.device.type == "cuda")
-
-    def loss(self, model: torch.nn.Module, batch: dict, rt: dist.Runtime) -> torch.Tensor:
-        batch = self.transform(batch, rt.device)  # display, augmentation, resize on the device
-        target = batch["corr_0to1"]
-        with rt.autocast():
-            pred = model(batch["view0"], batch["view1"])["corr"]
-        if pred.shape != target.shape:
-            raise ValueError(
-                f"model predicts {tuple(pred.shape)}, the store's corr is {tuple(target.shape)}: "
-                "the token grid must equal the patch grid (adjust data.image_size, "
-                "model.backbone_index or model.patch_size)"
-            )
-        return correspondence_loss(pred, target)
-
-    def has_validation(self) -> bool:
-        return bool(self.split.val)
-
-    def validate(self, model: torch.nn.Module, rt: dist.Runtime) -> dict:
-        self.val_stream.set_epoch(0)  # the same fixed random subset every time
-        loader = make_loader(self.val_stream)
-        cfg = self.cfg
-        return evaluate(model, loader, rt, self.transform, cfg.metrics, cfg.train.val_batches)
-
-    def describe(self, model: torch.nn.Module, rt: dist.Runtime, steps: int) -> str:
-        return (
-            f"xmatch pretrain: {self.cfg.model.name} ({count_parameters(model) / 1e6:.2f} M "
-            f"params) on {rt.device} x{rt.world_size}, amp={rt.amp_dtype}; "
-            f"{self.train_stream.n_samples} training samples ({len(self.split.train)} CTs), "
-            f"{steps} steps"
-        )
-
-    def format_val(self, val: dict) -> str:
-        return f"val mse {val['mse']:.3g} ap {val['ap']:.3f}"
-
-
-def pretrain(cfg: PretrainConfig) -> Path:
-    """Train (or resume) the correspondence run described by `cfg`; returns the run directory."""
-    return fit(CorrespondenceTask(cfg))
 
 
 def fit(task: Task) -> Path:
@@ -474,8 +325,3 @@ def _fit(task: Task, rt: dist.Runtime) -> Path:
         )
         logger.close()
     return run_dir
-
-
-def load_run_split(run_dir: str | Path) -> VolumeSplit:
-    """The volume split a run trained with."""
-    return load_split(Path(run_dir) / "split.json")

@@ -102,30 +102,40 @@ def plot_pair(
 
 
 def plot_curves(logs: dict[str, list[dict]], path: str | Path) -> None:
-    """Training loss and validation AP against step, one line per run.
+    """Training loss, validation AP and validation MSE against step, one colour per run, with
+    the no-image baselines on the same validation pairs dashed (mean matrix) and dotted (all
+    zeros): a curve on its baseline has learnt nothing from the images.
 
     Args:
         logs: run name -> records of its ``log.jsonl``.
         path: output PNG.
     """
-    fig, (ax_l, ax_v) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, records in logs.items():
+    fig, (ax_l, ax_v, ax_m) = plt.subplots(1, 3, figsize=(15, 4))
+    for n, (name, records) in enumerate(logs.items()):
+        colour = f"C{n % 10}"
         train = [
             r for r in records if r.get("split", "train") == "train" and r.get("loss") is not None
         ]
         val = [r for r in records if r.get("split") == "val" and r.get("ap") is not None]
         if train:
-            ax_l.plot([r["step"] for r in train], [r["loss"] for r in train], label=name)
-        if val:
-            ax_v.plot(
-                [r["step"] for r in val], [r["ap"] for r in val], marker="o", ms=3, label=name
-            )
+            ax_l.plot([r["step"] for r in train], [r["loss"] for r in train], colour, label=name)
+        if not val:
+            continue
+        steps = [r["step"] for r in val]
+        ax_v.plot(steps, [r["ap"] for r in val], colour, marker="o", ms=3, label=name)
+        ax_m.plot(steps, [r["mse"] for r in val], colour, marker="o", ms=3, label=name)
+        if "mean_ap" in val[-1]:
+            ax_v.plot(steps, [r["mean_ap"] for r in val], colour, ls="--", lw=1)
+            ax_m.plot(steps, [r["mean_mse"] for r in val], colour, ls="--", lw=1)
+            ax_m.plot(steps, [r["zero_mse"] for r in val], colour, ls=":", lw=1)
     ax_l.set_yscale("log")
     ax_l.set_xlabel("step")
-    ax_l.set_ylabel("training MSE")
+    ax_l.set_ylabel("training loss")
     ax_v.set_xlabel("step")
-    ax_v.set_ylabel("validation AP")
-    for ax in (ax_l, ax_v):
+    ax_v.set_ylabel("validation AP (dashed: mean-matrix baseline)")
+    ax_m.set_xlabel("step")
+    ax_m.set_ylabel("validation MSE (dashed: mean matrix, dotted: zeros)")
+    for ax in (ax_l, ax_v, ax_m):
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from xmatch_train.config import PretrainConfig, load_config
 from xmatch_train.data import (
@@ -20,11 +21,12 @@ from xmatch_train.data import (
     read_meta,
     sample_mask,
 )
-from xmatch_train.data.store import StoreMeta
-from xmatch_train.evaluate import predict
-from xmatch_train.figures import plot_curves, plot_pair
+from xmatch_train.data.store import StoreError, StoreMeta
 from xmatch_train.metrics import CorrespondenceMetrics
 from xmatch_train.models import build_model
+from xmatch_train.pretrain.baselines import BaselineMetrics, load_train_mean
+from xmatch_train.pretrain.evaluate import predict
+from xmatch_train.pretrain.figures import plot_curves, plot_pair
 from xmatch_train.train import dist
 from xmatch_train.train.checkpoint import load_checkpoint
 from xmatch_train.train.logger import read_log
@@ -65,7 +67,7 @@ def _load_run(
         path = run_dir / "ckpt" / "last.pt"
     ckpt = load_checkpoint(path)
     # The checkpoint holds every weight; never read the (maybe absent) pretrained file again.
-    model = build_model(replace(cfg.model, pretrained_file=None))
+    model = build_model(replace(cfg.model, pretrained_file=None, pretrained=None))
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as err:
@@ -82,22 +84,60 @@ def _fmt(x, pct: bool = True) -> str:
     return f"{100 * x:.1f}" if pct else f"{x:.2e}"
 
 
+BASELINE_LABELS = {
+    "zero": "no image: all zeros",
+    "mean": "no image: training mean matrix",
+}
+
+
+def _verdict(r: dict) -> str:
+    """AP gain over the mean-matrix baseline of the run's own training split, flagged."""
+    if r["model"] in BASELINE_LABELS or r.get("mean_ap") is None:
+        return "-"
+    gain = r["ap"] - r["mean_ap"]
+    return f"{100 * gain:+.1f}" + ("" if gain > 0 else " **below the mean matrix**")
+
+
 def markdown_table(rows: dict[str, dict]) -> str:
-    """Rows like the paper's Table 1 (percentages; MSE plain)."""
+    """Rows like the paper's Table 1 (percentages; MSE plain), the no-image baselines beside
+    them, and each model's AP gain over its mean-matrix baseline (flagged when <= 0)."""
     head = (
         "| Run | Attention model | Message pass | Backbone | MSE | Precision | Recall | AP "
-        "| P@0.5 | R@0.5 | Pairs | Step |"
+        "| AP vs mean | P@0.5 | R@0.5 | Pairs | Step |"
     )
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for name, r in rows.items():
+        baseline = r["model"] in BASELINE_LABELS
+        label = BASELINE_LABELS.get(r["model"]) or LABELS.get(r["model"], r["model"])
         lines.append(
-            f"| {name} | {LABELS.get(r['model'], r['model'])} | "
+            f"| {name} | {label} | "
             f"{'yes' if r['model'] in MESSAGE_PASSING else '-'} | {r['backbone']} | "
             f"{_fmt(r['mse'], False)} | {_fmt(r['precision'])} | {_fmt(r['recall'])} | "
-            f"{_fmt(r['ap'])} | {_fmt(r.get('precision@0.5'))} | {_fmt(r.get('recall@0.5'))} | "
-            f"{r['pairs']} | {r['step']} |"
+            f"{_fmt(r['ap'])} | {_verdict(r)} | {_fmt(r.get('precision@0.5'))} | "
+            f"{_fmt(r.get('recall@0.5'))} | {r['pairs']} | {'-' if baseline else r['step']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _check_store(metas: list[StoreMeta], run_dir: Path, mean: np.ndarray, definition: str):
+    """The stores must hold the run's ground-truth definition and patch grid."""
+    for m in metas:
+        if m.corr_definition != definition:
+            raise StoreError(
+                f"{m.path}: '{m.corr_definition}' correspondences, but {run_dir} was trained on "
+                f"'{definition}' ones; build the store with corr_definition: {definition}"
+            )
+        if m.n_patches != mean.shape[0]:
+            raise StoreError(
+                f"{m.path}: patch grid {m.grid} ({m.n_patches} patches per view), but {run_dir} "
+                f"was trained on {mean.shape[0]} patches per view"
+            )
+
+
+def _same_numbers(a: dict, b: dict) -> bool:
+    """Two baseline rows with the same scores on the same pairs (runs sharing a split)."""
+    keys = ("mse", "ap", "precision", "recall", "pairs")
+    return json.dumps([a.get(k) for k in keys]) == json.dumps([b.get(k) for k in keys])
 
 
 def _unique_name(run_dir: Path, taken: dict) -> str:
@@ -132,6 +172,8 @@ def evaluate_runs(
     for run_dir in map(Path, runs):
         name = _unique_name(run_dir, rows)
         cfg, model, step = _load_run(run_dir, checkpoint, rt)
+        mean, definition = load_train_mean(run_dir)
+        _check_store(metas, run_dir, mean, definition)
         keys = eval_keys(metas, run_dir, split)
         masks = [sample_mask(m, keys) for m in metas]
         if not any(m.any() for m in masks):
@@ -150,9 +192,20 @@ def evaluate_runs(
         stream = PairStream(metas, masks, options, num_workers=workers)
         transform = BatchTransform(cfg.data.display, cfg.data.image_size)
         metrics = CorrespondenceMetrics(cfg.metrics)
+        base = BaselineMetrics(mean, cfg.metrics)
         shown = 0
-        for batch, pred in predict(model, make_loader(stream), rt, transform, max_batches):
+        total = stream.batches_per_epoch(0)
+        if max_batches is not None:
+            total = min(total, max_batches)
+        batches = tqdm(
+            predict(model, make_loader(stream), rt, transform, max_batches),
+            total=total,
+            desc=f"eval {name}",
+            dynamic_ncols=True,
+        )
+        for batch, pred in batches:
             metrics.update(pred, batch["corr_0to1"])
+            base.update(batch["corr_0to1"])
             for b in range(min(figures - shown, pred.shape[0])):
                 plot_pair(
                     batch["view0"][b, 0].cpu().numpy(),
@@ -166,15 +219,21 @@ def evaluate_runs(
                     f"views {batch['pair'][b].tolist()} (CT {int(batch['volume_id'][b])})",
                 )
                 shown += 1
+        baselines = base.compute()
+        common = dict(run=str(run_dir), split=split, stores=list(stores))
         rows[name] = dict(
             metrics.compute(),
             model=cfg.model.name,
             backbone=cfg.model.backbone if cfg.model.name != "vit_s" else "ViT-S",
             step=step,
-            run=str(run_dir),
-            split=split,
-            stores=list(stores),
+            mean_ap=baselines["mean"]["ap"],
+            **common,
         )
+        for kind, values in baselines.items():
+            row = dict(values, model=kind, backbone="-", step=None, **common)
+            previous = [r for r in rows.values() if r["model"] == kind]
+            if not any(_same_numbers(row, r) for r in previous):
+                rows[f"{kind} baseline ({name})"] = row
         if (run_dir / "log.jsonl").is_file():
             logs[name] = read_log(run_dir / "log.jsonl")
     if logs:
@@ -186,4 +245,5 @@ def evaluate_runs(
         for n, r in rows.items()
     }
     (out / "metrics.json").write_text(json.dumps(clean, indent=1), encoding="utf-8")
+    print(f"wrote {out / 'table.md'}, {out / 'metrics.json'} and figures in {out}")
     return table
