@@ -51,7 +51,7 @@ def test_guide_is_the_frozen_pretrained_model(pretrain_run):
 def test_classifier_starts_from_the_pretrained_encoder(pretrain_run, tmp_path):
     cfg = load_config(
         None,
-        [f"model.init_from={pretrain_run}", "data.image_size=64"]
+        [f"model.init_from={pretrain_run}", "data.image_size=64", "model.min_pretrain_gain=null"]
         + [f"model.{k}={v}" for k, v in TINY_VIT.items()],
         cls=FinetuneConfig,
     )

@@ -43,11 +43,25 @@ def test_a_tiny_classifier_learns_an_easy_task(easy_studies, tmp_path, one_threa
     assert metrics["accuracy"] >= 0.85 and metrics["kappa"] >= 0.7, table
 
 
+def test_a_pretraining_that_did_not_beat_its_baseline_is_refused(
+    fracture_dataset, pretrain_run, tmp_path
+):
+    cfg = finetune_config(
+        fracture_dataset,
+        tmp_path / "run",
+        model={"init_from": str(pretrain_run), "min_pretrain_gain": 0.02},
+        data={"image_size": 64, "batch_size": 3},
+    )
+    with pytest.raises(ValueError, match="does not beat the no-image mean-matrix baseline"):
+        finetune(load_config(write(tmp_path, cfg), cls=FinetuneConfig))
+
+
 def test_guided_run_resumes_exactly_and_evaluates(fracture_dataset, pretrain_run, tmp_path):
     cfg = finetune_config(
         fracture_dataset,
         tmp_path / "full",
-        model={"init_from": str(pretrain_run)},
+        # The 4-step pretraining learnt nothing: allowed here only to test the mechanics.
+        model={"init_from": str(pretrain_run), "min_pretrain_gain": None},
         guidance={"enabled": True, "alpha_lr": 0.05},
         data={"image_size": 64, "batch_size": 3},
     )
@@ -92,6 +106,7 @@ def test_guided_run_resumes_exactly_and_evaluates(fracture_dataset, pretrain_run
 def test_table_driver_rows_seeds_and_kept_runs(easy_studies, pretrain_run, tmp_path):
     cfg = finetune_config(easy_studies, tmp_path / "runs", train={"steps": 2, "val_every": 2})
     cfg["table"] = {"seeds": [0, 1], "pretrain_run": str(pretrain_run), "pretrained_lr": 1e-4}
+    cfg.setdefault("model", {})["min_pretrain_gain"] = None  # the 4-step pretraining
     path = write(tmp_path, cfg)
     args = ["finetune-table", "--config", str(path), "--rows", "single,early_pretrain_guidance"]
     result = CliRunner().invoke(app, args + ["--out", str(tmp_path / "t")])

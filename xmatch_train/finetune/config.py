@@ -63,6 +63,8 @@ class ClassifierConfig:
         pretrained_file: a local timm ViT checkpoint to initialise from instead (e.g. ImageNet
             ``vit_small_patch16_224`` weights the user downloaded); None: none.
         input_mean, input_std: image normalisation (those of the pretraining).
+        min_pretrain_gain: a pretraining used by ``init_from`` or the guidance must have beaten
+            its mean-matrix baseline by this validation AP (None: not checked).
     """
 
     fusion: str = "early"
@@ -77,6 +79,7 @@ class ClassifierConfig:
     pretrained_file: str | None = None
     input_mean: float = 0.45
     input_std: float = 0.225
+    min_pretrain_gain: float | None = 0.02
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,12 @@ def checkpoint_path(source: str | Path, which: str = "best") -> Path:
     )
 
 
+def pretrain_run_dir(source: str | Path, which: str = "best") -> Path:
+    """The run directory of a pretraining given as a directory or a checkpoint file."""
+    path = checkpoint_path(source, which)
+    return path.parent.parent if path.parent.name == "ckpt" else path.parent
+
+
 def load_pretrain_run(source: str | Path, which: str = "best") -> tuple[PretrainConfig, dict]:
     """The config and checkpoint of a pretraining run.
 

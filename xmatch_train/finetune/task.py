@@ -28,7 +28,11 @@ from xmatch_train.finetune.dataset import (
     make_loader,
     to_device,
 )
-from xmatch_train.finetune.guidance import CorrespondenceGuide, pretrained_encoder_state
+from xmatch_train.finetune.guidance import (
+    CorrespondenceGuide,
+    pretrain_run_dir,
+    pretrained_encoder_state,
+)
 from xmatch_train.finetune.model import FUSIONS, FractureClassifier
 from xmatch_train.finetune.studies import (
     SPLITS,
@@ -40,6 +44,7 @@ from xmatch_train.finetune.studies import (
 )
 from xmatch_train.metrics import classification_metrics
 from xmatch_train.models import MultiViewViT, count_parameters
+from xmatch_train.pretrain.baselines import check_beats_baseline
 from xmatch_train.train import dist
 from xmatch_train.train.loop import fit
 
@@ -248,6 +253,8 @@ class FinetuneTask:
             part["train"], d.image_size, True, d.augment, seed, d.cache_images
         )
         self.val_set = StudyDataset(part["val"], d.image_size, False, cache=d.cache_images)
+        for run in {cfg.model.init_from, guide_source(cfg)} - {None}:
+            check_beats_baseline(pretrain_run_dir(run), cfg.model.min_pretrain_gain)
         source = guide_source(cfg)
         if source is not None:
             grid = (d.image_size // cfg.model.patch_size,) * 2

@@ -85,3 +85,45 @@ class BaselineMetrics:
     def compute(self) -> dict[str, dict]:
         """{"zero": metrics, "mean": metrics}."""
         return {name: m.compute() for name, m in self.metrics.items()}
+
+
+def validation_gain(run_dir: Path) -> tuple[float, float] | None:
+    """(best validation AP, the mean-matrix AP on the same pairs) of a pretraining run, from
+    its ``log.jsonl``; None when the log has no validation with the baseline."""
+    from xmatch_train.train.logger import read_log
+
+    path = Path(run_dir) / "log.jsonl"
+    vals = [
+        r
+        for r in (read_log(path) if path.is_file() else [])
+        if r.get("split") == "val" and r.get("mean_ap") is not None and r.get("ap") is not None
+    ]
+    if not vals:
+        return None
+    best = max(vals, key=lambda r: r["ap"])
+    return float(best["ap"]), float(best["mean_ap"])
+
+
+def check_beats_baseline(run_dir: Path, min_gain: float | None) -> None:
+    """Refuse a pretraining whose best validation AP is not `min_gain` above its mean-matrix
+    baseline: its features and predicted C would carry nothing the images told it.
+
+    Raises:
+        ValueError: naming the run, both APs and the option that lowers the bar.
+    """
+    if min_gain is None:
+        return
+    found = validation_gain(run_dir)
+    hint = "(model.min_pretrain_gain=null skips this check)"
+    if found is None:
+        raise ValueError(
+            f"{run_dir}: no validation against the mean-matrix baseline in its log.jsonl "
+            f"(a run of an older version, or without a validation split); retrain it {hint}"
+        )
+    ap, mean_ap = found
+    if ap - mean_ap < min_gain:
+        raise ValueError(
+            f"{run_dir}: its best validation AP {ap:.3f} does not beat the no-image "
+            f"mean-matrix baseline {mean_ap:.3f} by {min_gain:g}: it learnt nothing usable "
+            f"from the images; train it longer or on more volumes {hint}"
+        )
