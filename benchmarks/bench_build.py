@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from timing import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOOR, TARGET = 25.0, 58.0
@@ -84,6 +85,7 @@ def run_build(ct_dir: Path, store: Path, args) -> tuple[float, str]:
         str(args.block),
         "--no-progress",
     ]
+    cmd += ["--corr-definition", args.definition]
     if args.workers is not None:
         cmd += ["--workers", str(args.workers)]
     if args.threads is not None:
@@ -109,6 +111,9 @@ def main() -> None:
     p.add_argument("--n", type=int, default=256, help="CT grid size after resampling")
     p.add_argument("--pairs", type=int, default=512)
     p.add_argument("--size", type=int, default=256)
+    p.add_argument(
+        "--definition", default="paper", choices=["paper", "peak"], help="correspondence GT"
+    )
     p.add_argument("--patch", type=int, default=16)
     p.add_argument("--block", type=int, default=32)
     p.add_argument("--workers", type=int, default=None)
@@ -129,6 +134,7 @@ def main() -> None:
     stages = {k: (float(w), float(c)) for k, w, c in re.findall(r"(\w+) ([\d.]+)/([\d.]+)", line)}
     where = re.search(r"\((local Dask[^)]*|in this[^)]*|Dask sched[^)]*)\)", out)
     pairs = args.pairs
+    print(machine())
     print(f"CT: {what}")
     print(
         f"build: {pairs} pairs, {args.size}x{args.size}, patch {args.patch}, V=2, "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from timing import median_ms
+from timing import machine, median_ms
 
 from drrgen.geometry import carm_view
 from drrgen.projector import project
@@ -87,6 +87,7 @@ def main() -> None:
     vol = make_volume(args.size)
     n = args.size
     floor_ms = median_ms({"read": lambda: vol.data.max()}, args.repeats)["read"]
+    print(machine())
     print(
         f"volume {n}^3 float32 ({vol.data.nbytes / 2**20:.0f} MiB); detector {n}x{n}; "
         f"threads {args.threads}; read-once floor {floor_ms:.1f} ms"

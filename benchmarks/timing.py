@@ -18,3 +18,34 @@ def median_ms(fns: dict, repeats: int) -> dict:
             fn()
             times[name].append(time.perf_counter() - t)
     return {name: float(np.median(ts) * 1e3) for name, ts in times.items()}
+
+
+def machine() -> str:
+    """One line naming the machine the figures come from: CPU model, cores, SIMD flags,
+    Numba/LLVM versions and Numba's threading layer setting."""
+    import os
+    import platform
+
+    model, flags = platform.processor() or "?", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name") and model in ("?", "x86_64"):
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    simd = [f for f in ("avx2", "avx512f", "avx512vl", "fma") if f in flags]
+    try:
+        import llvmlite
+        import numba
+
+        versions = f"numba {numba.__version__}, llvmlite {llvmlite.__version__}"
+    except ImportError:
+        versions = "numba n/a"
+    layer = os.environ.get("NUMBA_THREADING_LAYER", "default")
+    return (
+        f"machine: {model}, {os.cpu_count()} cores, {'/'.join(simd) or 'no AVX'}; {versions}, "
+        f"threading layer {layer}"
+    )

@@ -24,6 +24,7 @@ _CONFIG_KEYS = {
     "block": "block",
     "mu_water": "mu_water",
     "hu_air": "hu_air",
+    "corr_definition": "corr_definition",
     "primary_sigma": "sampling.primary_sigma_deg",
     "secondary_sigma": "sampling.secondary_sigma_deg",
     "secondary_max": "sampling.secondary_max_deg",
@@ -93,6 +94,10 @@ def build(
     mu_water: float = typer.Option(_D.mu_water, help="mu of water, 1/mm (HU -> mu)."),
     hu_air: float = typer.Option(
         _D.hu_air, help="HU below which voxels are air for the correspondence."
+    ),
+    corr_definition: str = typer.Option(
+        _D.corr_definition,
+        help="Correspondence ground truth: paper (peak-1 voxel footprints x density) or peak.",
     ),
     primary_sigma: float = typer.Option(
         _S.primary_sigma_deg, help="Noise (deg) around the standard primary angles 0/90/180/270."
