@@ -6,22 +6,36 @@ The public API::
     view = drrgen.carm_view(30, 10, shape=(256, 256))  # cone-beam View
     drr = drrgen.project(vol.to_mu(), view)             # (H, W) line integrals
     corr = drrgen.correspondence(vol, [view0, view1])  # (P, N, N) in [0, 1]
+
+Names are imported on first use (PEP 562), so ``import drrgen`` and ``drrgen --help`` do not
+load Numba and the compiled kernels.
 """
 
-from drrgen.correspondence import correspondence
-from drrgen.errors import CTReadError, DrrgenError
-from drrgen.geometry import View, carm_view
-from drrgen.projector import project
-from drrgen.volume import Volume, read_ct, write_ct
+from importlib import import_module
 
-__all__ = [
-    "CTReadError",
-    "DrrgenError",
-    "View",
-    "Volume",
-    "carm_view",
-    "correspondence",
-    "project",
-    "read_ct",
-    "write_ct",
-]
+# public name -> the module that defines it
+_API = {
+    "CTReadError": "drrgen.errors",
+    "DrrgenError": "drrgen.errors",
+    "View": "drrgen.geometry",
+    "carm_view": "drrgen.geometry",
+    "correspondence": "drrgen.correspondence",
+    "project": "drrgen.projector",
+    "Volume": "drrgen.volume",
+    "read_ct": "drrgen.volume",
+    "write_ct": "drrgen.volume",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'drrgen' has no attribute {name!r}")
+    value = getattr(import_module(_API[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -10,7 +10,7 @@ BIN=${BIN:-.venv/bin}
 OUT=runs/table1_${STEPS}
 CFG=pipelines/pretrain_cpu.yaml
 $BIN/drrgen build --config pipelines/pretrain_cpu_store_peak.yaml --ct-dir data/pretrain_ct \
-  --out data/pretrain_peak.zarr --no-progress
+  --out data/pretrain_peak.zarr --no-progress --workers 2
 run() {  # name, overrides...
   local name=$1; shift
   $BIN/xmatch pretrain --config $CFG run_dir=$OUT/$name train.steps=$STEPS train.threads=1 \
@@ -21,7 +21,7 @@ run transformer & run cnn model.name=cnn & wait
 run superglue model.name=superglue & run loftr model.name=loftr & wait
 run transformer_mp model.name=transformer_mp & run transformer_cosine model.head=cosine & wait
 run transformer_seed1 train.seed=1 & run transformer_seed2 train.seed=2 & wait
-run transformer_peak "data.stores=[data/pretrain_peak.zarr]" & wait
+run transformer_peak "data.stores=[data/pretrain_peak.zarr]" train.threads=2
 $BIN/xmatch eval --store data/pretrain.zarr --out $OUT/eval \
   $(for r in transformer transformer_seed1 transformer_seed2 cnn superglue loftr transformer_mp \
     transformer_cosine; do echo --run $OUT/$r; done)

@@ -1,23 +1,38 @@
-"""`drrgen build`: CT folders -> a resumable Zarr store of DRR samples and correspondences."""
+"""`drrgen build`: CT folders -> a resumable Zarr store of DRR samples and correspondences.
 
-from drrgen.build.cluster import ClusterOptions
-from drrgen.build.config import BuildConfig, SamplingConfig, load_config
-from drrgen.build.discover import CTSource, discover_cts
-from drrgen.build.pipeline import BuildSummary, build
-from drrgen.build.store import FORMAT, FORMAT_VERSION, Layout, StoreError, open_store
+Names are imported on first use (PEP 562): reading a `BuildConfig` does not load Numba, Dask
+or Zarr.
+"""
 
-__all__ = [
-    "FORMAT",
-    "FORMAT_VERSION",
-    "BuildConfig",
-    "BuildSummary",
-    "CTSource",
-    "ClusterOptions",
-    "Layout",
-    "SamplingConfig",
-    "StoreError",
-    "build",
-    "discover_cts",
-    "load_config",
-    "open_store",
-]
+from importlib import import_module
+
+# public name -> the module that defines it
+_API = {
+    "ClusterOptions": "drrgen.build.cluster",
+    "BuildConfig": "drrgen.build.config",
+    "SamplingConfig": "drrgen.build.config",
+    "load_config": "drrgen.build.config",
+    "CTSource": "drrgen.build.discover",
+    "discover_cts": "drrgen.build.discover",
+    "BuildSummary": "drrgen.build.pipeline",
+    "build": "drrgen.build.pipeline",
+    "FORMAT": "drrgen.build.store",
+    "FORMAT_VERSION": "drrgen.build.store",
+    "Layout": "drrgen.build.store",
+    "StoreError": "drrgen.build.store",
+    "open_store": "drrgen.build.store",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'drrgen.build' has no attribute {name!r}")
+    value = getattr(import_module(_API[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
