@@ -24,14 +24,15 @@ from xmatch_train.models.rope import GridRope, apply_rope
 TINY = ModelConfig(backbone="convstem", width=32, depth=2, heads=2, mlp_dim=64, img_size=64)
 
 
-def tiny(name: str):
+def tiny(name: str, head: str = "cosine"):
     torch.manual_seed(0)
-    return build_model(replace(TINY, name=name))
+    return build_model(replace(TINY, name=name, head=head, grid=4))
 
 
+@pytest.mark.parametrize("head", ["cosine", "prior"])
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_every_variant_shapes_range_gradients_and_masking(name):
-    model = tiny(name)
+def test_every_variant_shapes_range_gradients_and_masking(name, head):
+    model = tiny(name, head)
     v0, v1 = torch.rand(2, 1, 64, 64), torch.rand(2, 1, 64, 64)
     out = model(v0, v1)
     corr = out["corr"]
@@ -63,6 +64,21 @@ def test_masked_loss_with_empty_mask_is_zero_and_plain_mse_otherwise():
     p, t = torch.rand(1, 4, 4, requires_grad=True), torch.rand(1, 4, 4)
     assert correspondence_loss(p, t, torch.zeros(1, 4, 4, dtype=torch.bool)).item() == 0
     torch.testing.assert_close(correspondence_loss(p, t), ((p - t) ** 2).mean())
+
+
+def test_timm_hub_weights_fail_in_one_line_when_offline(monkeypatch):
+    """model.pretrained=timm asks timm's hub; offline (forced here, nothing is downloaded) the
+    error names the model and the local-file alternative."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read per call
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", "/nonexistent-xmatch-test")
+    cfg = replace(TINY, name="cnn", backbone="resnet18", backbone_index=2, pretrained="timm")
+    with pytest.raises(RuntimeError, match="could not get ImageNet weights for 'resnet18'") as e:
+        build_model(cfg)
+    assert "model.pretrained_file" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="model.pretrained must be null or 'timm'"):
+        build_model(replace(cfg, pretrained="imagenet"))
 
 
 def test_unknown_model_lists_the_registry():
