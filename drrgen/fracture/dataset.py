@@ -152,7 +152,9 @@ class VolumeEntry:
         """The HU volume."""
         if self.path is not None:
             return read_ct(self.path, self.series_id)
-        return make_phantom(self.seed, shape=shape, kind=self.kind)
+        # No cast or metal: the simulator cuts what is denser than bone's threshold, and a
+        # "fractured" cast would be a positive without a broken bone.
+        return make_phantom(self.seed, shape=shape, kind=self.kind, devices=False)
 
 
 def plan_volumes(cfg: FractureDatasetConfig) -> list[VolumeEntry]:

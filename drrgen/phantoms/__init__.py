@@ -1,5 +1,5 @@
-"""Procedural limb phantoms (forearm, hand) as HU volumes."""
+"""Procedural limb phantoms (forearm, hand, elbow, knee, leg, foot) as HU volumes (LPS, mm)."""
 
-from drrgen.phantoms.phantom import KINDS, make_phantom
+from drrgen.phantoms.phantom import KINDS, kind_of, make_phantom, phantom_layout
 
-__all__ = ["KINDS", "make_phantom"]
+__all__ = ["KINDS", "kind_of", "make_phantom", "phantom_layout"]

@@ -1,82 +1,25 @@
-"""Random limb layouts: bones and soft-tissue envelopes as rods, for a left arm.
+"""Random layouts of the upper limb (forearm, hand, elbow) as rods, for a left arm, and the
+registry `LAYOUTS` of every kind (the lower limb's layouts are in `lower`).
 
-Frame: phantom coordinates in mm with the grid centre at 0, axes as LPS: +x patient left
-(lateral for a left arm: radius and thumb side), +y posterior (the palm faces -y, anatomical
-position), +z superior (elbow up, fingers down). Sizes are for a 128 x 128 x 160 mm field of
-view; `make_phantom` rotates, mirrors and scales the layout afterwards.
+Frame (see `limb`): mm, grid centre at 0, axes as LPS: +x patient left (lateral for a left
+arm: radius and thumb side), +y posterior (the palm faces -y, anatomical position), +z
+superior (shoulder up, fingers down). Sizes are for a 128 x 128 x 160 mm field of view;
+`make_phantom` mirrors, rotates and scales the layout afterwards.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from drrgen.phantoms.limb import TOP as _TOP
+from drrgen.phantoms.limb import Bone, Limb, rotation_x, soft, turned
+from drrgen.phantoms.limb import rod as _rod
+from drrgen.phantoms.limb import sheath as _sheath
+from drrgen.phantoms.limb import unit as _unit
+from drrgen.phantoms.lower import foot, knee, leg
 from drrgen.phantoms.rods import Rod
 
-_TOP = 150.0  # mm; rods that leave the field of view end here
-
-
-@dataclass(frozen=True)
-class Bone:
-    """A bone: rods with a cortical shell and marrow (cancellous bone near the ends).
-
-    Attributes:
-        rods: the outer surface is the union of these rods (usually one).
-        cortex_mm: shell thickness along the shaft (thinner towards the ends), mm.
-        cortical_hu, marrow_hu, cancellous_hu: HU of shell, shaft marrow and bone ends.
-    """
-
-    rods: tuple[Rod, ...]
-    cortex_mm: float
-    cortical_hu: float
-    marrow_hu: float
-    cancellous_hu: float
-
-
-@dataclass(frozen=True)
-class Limb:
-    """Everything `render_limb` needs.
-
-    Attributes:
-        bones: the bones (disjoint: joints keep a gap).
-        envelope: (rod, blend_mm) pairs whose smooth union is the skin surface.
-        skin_mm, fat_mm: thickness of skin and subcutaneous fat under the surface, mm.
-        skin_hu, fat_hu, soft_hu: HU of skin, fat and the soft tissue (muscle) inside.
-    """
-
-    bones: list[Bone]
-    envelope: list[tuple[Rod, float]]
-    skin_mm: float
-    fat_mm: float
-    skin_hu: float
-    fat_hu: float
-    soft_hu: float
-
-
-def _bone(rng: np.random.Generator, rods: Rod | tuple[Rod, ...]) -> Bone:
-    """Random materials: cortical 1100-1800 HU, marrow 100-300, cancellous 250-450."""
-    rods = rods if isinstance(rods, tuple) else (rods,)
-    shaft_radius = min(min(r.radius_a, r.radius_b) for r in rods)
-    return Bone(
-        rods,
-        cortex_mm=float(np.clip(0.4 * shaft_radius, 0.8, 3.5) * rng.uniform(0.85, 1.15)),
-        cortical_hu=float(rng.uniform(1100, 1800)),
-        marrow_hu=float(rng.uniform(100, 300)),
-        cancellous_hu=float(rng.uniform(250, 450)),
-    )
-
-
-def _rod(a, b, ra, rb, fa=0.0, fb=0.0, bow=0.0, bow_dir=(1.0, 0.0, 0.0)) -> Rod:
-    """Shorthand for `Rod` from plain sequences (mm)."""
-    return Rod(
-        np.asarray(a, float), np.asarray(b, float), ra, rb, fa, fb, bow, np.asarray(bow_dir, float)
-    )
-
-
-def _unit(v) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float64)
-    return v / np.linalg.norm(v)
+__all__ = ["LAYOUTS", "Bone", "Limb", "elbow", "foot", "forearm", "hand", "knee", "leg"]
 
 
 def _tilt(u: np.ndarray, towards_x_deg: float, towards_y_deg: float) -> np.ndarray:
@@ -220,16 +163,6 @@ def _elbow(rng, z_joint: float, sep: float) -> list:
     return [(shaft, condyles), radius, (ulna_shaft, olecranon)]
 
 
-def _sheath(rods: list[Rod], blend_mm: float, pad_mm: float = 0.0, radius_mm=None) -> list:
-    """Soft tissue around bone rods: same axis, radius `radius_mm` or the bone's plus `pad_mm`."""
-    out = []
-    for r in rods:
-        ra = radius_mm if radius_mm is not None else r.radius_a * (1 + r.flare_a) + pad_mm
-        rb = radius_mm if radius_mm is not None else r.radius_b * (1 + r.flare_b) + pad_mm
-        out.append((Rod(r.a, r.b, ra, rb, 0.0, 0.0, r.bow_mm, r.bow_dir), blend_mm))
-    return out
-
-
 def _forearm_sheath(sep: float, z_top: float, z_end: float, radii, blend_mm: float) -> list:
     """Two blended soft-tissue rods, radial and ulnar, from `z_top` down to `z_end`.
 
@@ -248,24 +181,12 @@ def _carpus_sheath(sep: float, z: float, blend_mm: float) -> list:
     return [(_rod([sep / 2 + 7, -2, z], [-sep / 2 - 5, 0, z], 14.0, 13.0), blend_mm)]
 
 
-def _soft(rng, bones, envelope, fat=(3.0, 7.0)) -> Limb:
-    """The limb with random soft-tissue materials: fat -120..-80 HU, muscle 30..55 HU."""
-    return Limb(
-        [_bone(rng, r) for r in bones],
-        envelope,
-        skin_mm=float(rng.uniform(1.0, 2.0)),
-        fat_mm=float(rng.uniform(*fat)),
-        skin_hu=float(rng.uniform(20, 60)),
-        fat_hu=float(rng.uniform(-120, -80)),
-        soft_hu=float(rng.uniform(30, 55)),
-    )
-
-
 def forearm(rng: np.random.Generator) -> Limb:
     """Radius and ulna with either the wrist and carpus (60 %) or the elbow in view."""
     sep = rng.uniform(20.0, 26.0)
     if rng.random() < 0.6:  # distal forearm, wrist and carpus
         z_wrist = rng.uniform(-40.0, -20.0)
+        cast_zone = (z_wrist - 45.0, _TOP)  # a short arm cast ends at the metacarpal heads
         carpals, z_low = _wrist(rng, z_wrist)
         bases = [  # metacarpal bases leaving the field of view
             _rod([x, 0, z_low - 7.5], [x * 1.3, 0, -_TOP], 3.8, 3.6, 0.2)
@@ -280,11 +201,12 @@ def forearm(rng: np.random.Generator) -> Limb:
         )
     else:  # proximal forearm and elbow
         z_joint = rng.uniform(10.0, 35.0)
+        cast_zone = (-_TOP, _TOP)  # a long arm cast
         bones = _elbow(rng, z_joint, sep)
         arm = _rod([0, 4, _TOP], [0, 4, z_joint + 5], rng.uniform(27, 31), 30.0)
         radii = ((29.0, rng.uniform(20, 24)), (29.0, rng.uniform(19, 23)))
         envelope = [(arm, 14.0)] + _forearm_sheath(sep, z_joint, -_TOP, radii, 14.0)
-    return _soft(rng, bones, envelope)
+    return soft(rng, bones, envelope, cast_zone=cast_zone)
 
 
 def hand(rng: np.random.Generator) -> Limb:
@@ -301,7 +223,39 @@ def hand(rng: np.random.Generator) -> Limb:
         + _sheath(phalanges, 1.0, pad_mm=rng.uniform(3.5, 4.5))
     )
     bones = _distal_forearm(rng, z_wrist, sep) + carpals + metacarpals + phalanges
-    return _soft(rng, bones, envelope, fat=(2.0, 4.0))
+    return soft(rng, bones, envelope, fat=(2.0, 4.0), cast_zone=(z_base - 35.0, _TOP))
 
 
-LAYOUTS = {"forearm": forearm, "hand": hand}
+def elbow(rng: np.random.Generator) -> Limb:
+    """Distal humerus, radial head and proximal ulna (olecranon), the forearm flexed forwards
+    by 0-100 deg about the condyles (extended AP to flexed lateral positioning).
+
+    Flexed elbows sit lower and further back in the field of view, so that the forearm,
+    which points anteriorly (-y), stays partly in view.
+    """
+    sep = rng.uniform(20.0, 26.0)
+    flexion = float(rng.uniform(0.0, 100.0))
+    lift = np.sin(np.deg2rad(flexion))
+    z_joint = rng.uniform(-5.0, 20.0) - 25.0 * lift
+    humerus, radius, ulna = _elbow(rng, z_joint, sep)
+    centre = humerus[1].a * [0.0, 1.0, 1.0]  # on the condylar axis (x = 0)
+    arm = _rod([0, 4, _TOP], [0, 4, z_joint + 5], rng.uniform(26, 32), rng.uniform(27, 31))
+    radii = ((rng.uniform(27, 31), rng.uniform(20, 24)), (rng.uniform(27, 31), rng.uniform(19, 23)))
+    forearm_env = _forearm_sheath(sep, z_joint + 4, -_TOP, radii, 14.0)
+    bend = rotation_x(-flexion)  # the forearm swings anteriorly (-y)
+    back = [0.0, 22.0 * lift, 0.0]
+    bones = turned([humerus], np.eye(3), offset=back) + turned([radius, ulna], bend, centre, back)
+    envelope = turned([(arm, 14.0)], np.eye(3), offset=back) + turned(
+        forearm_env, bend, centre, back
+    )
+    return soft(rng, bones, envelope, pose={"flexion_deg": flexion})
+
+
+LAYOUTS = {
+    "forearm": forearm,
+    "hand": hand,
+    "elbow": elbow,
+    "knee": knee,
+    "leg": leg,
+    "foot": foot,
+}

@@ -50,6 +50,29 @@ class Rod:
             rotation @ np.asarray(self.bow_dir, float),
         )
 
+    def axis_point(self, s) -> np.ndarray:
+        """(..., 3) points of the bowed centreline at fractions `s` of the length (0 at `a`)."""
+        s = np.asarray(s, dtype=np.float64)[..., None]
+        a, b = np.asarray(self.a, float), np.asarray(self.b, float)
+        d = b - a
+        n = np.asarray(self.bow_dir, float)
+        n = n - (n @ d) / max(float(d @ d), 1e-12) * d
+        n = n / max(float(np.linalg.norm(n)), 1e-12)
+        return a + s * d + 4 * self.bow_mm * s * (1 - s) * n
+
+    def radius_at(self, s) -> np.ndarray:
+        """Radius (flare included) at fractions `s` of the length, mm."""
+        s = np.asarray(s, dtype=np.float64)
+        flare = self.flare_a * np.exp(-((s / _END_WIDTH) ** 2)) + self.flare_b * np.exp(
+            -(((1 - s) / _END_WIDTH) ** 2)
+        )
+        return (self.radius_a + (self.radius_b - self.radius_a) * s) * (1 + flare)
+
+    @property
+    def length_mm(self) -> float:
+        """Distance from `a` to `b`, mm."""
+        return float(np.linalg.norm(np.asarray(self.b, float) - np.asarray(self.a, float)))
+
     @property
     def reach_mm(self) -> float:
         """Upper bound of the distance from the axis to the surface, mm."""
@@ -97,26 +120,35 @@ def rod_sdf(rod: Rod, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.n
     length = float(np.linalg.norm(axis))
     d = axis / length if length > 1e-9 else np.array([0.0, 0.0, 1.0])  # a sphere if a == b
     length = max(length, 1e-6)
-    n = np.asarray(rod.bow_dir, np.float64)
-    n = n - (n @ d) * d
-    n = n / max(float(np.linalg.norm(n)), 1e-12)
     f32 = np.float32
     dx, dy, dz = (
         (x - f32(a[0])).astype(f32),
         (y - f32(a[1])).astype(f32),
         (z - f32(a[2])).astype(f32),
     )
-    t = np.clip(dx * f32(d[0]) + dy * f32(d[1]) + dz * f32(d[2]), f32(0), f32(length))
+    # |e|^2 of the offset e = p - a - t d - side n from the nearest axis point, expanded so that
+    # every full-size operation is on scalars: |p - a|^2 and (p - a).d, (p - a).n are sums of
+    # per-axis terms (small broadcast arrays), and d is perpendicular to n.
+    along = dx * f32(d[0]) + dy * f32(d[1]) + dz * f32(d[2])
+    t = np.clip(along, f32(0), f32(length))
+    e2 = (dx * dx + dy * dy + dz * dz) + t * (t - f32(2) * along)
     s = t / f32(length)
-    side = f32(4 * rod.bow_mm) * s * (f32(1) - s)  # parabolic bow, bow_mm at mid-length
-    ex = dx - t * f32(d[0]) - side * f32(n[0])
-    ey = dy - t * f32(d[1]) - side * f32(n[1])
-    ez = dz - t * f32(d[2]) - side * f32(n[2])
+    if rod.bow_mm != 0:
+        n = np.asarray(rod.bow_dir, np.float64)
+        n = n - (n @ d) * d
+        n = n / max(float(np.linalg.norm(n)), 1e-12)
+        across = dx * f32(n[0]) + dy * f32(n[1]) + dz * f32(n[2])
+        side = f32(4 * rod.bow_mm) * s * (f32(1) - s)  # parabolic bow, bow_mm at mid-length
+        e2 += side * (side - f32(2) * across)
     radius = f32(rod.radius_a) + f32(rod.radius_b - rod.radius_a) * s
-    flare = f32(rod.flare_a) * np.exp(-((s / f32(_END_WIDTH)) ** 2)) + f32(rod.flare_b) * np.exp(
-        -(((f32(1) - s) / f32(_END_WIDTH)) ** 2)
-    )
-    return np.sqrt(ex * ex + ey * ey + ez * ez) - radius * (f32(1) + flare), s
+    if rod.flare_a or rod.flare_b:
+        flare = f32(1)
+        if rod.flare_a:
+            flare = flare + f32(rod.flare_a) * np.exp(-((s / f32(_END_WIDTH)) ** 2))
+        if rod.flare_b:
+            flare = flare + f32(rod.flare_b) * np.exp(-(((f32(1) - s) / f32(_END_WIDTH)) ** 2))
+        radius = radius * flare
+    return np.sqrt(np.maximum(e2, f32(0))) - radius, s
 
 
 def smooth_min(a: np.ndarray, b: np.ndarray, k_mm: float) -> np.ndarray:

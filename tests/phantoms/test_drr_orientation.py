@@ -9,7 +9,7 @@ from drrgen.phantoms import make_phantom
 project = pytest.importorskip("drrgen.projector").project
 
 
-@pytest.mark.parametrize("kind", ["forearm", "hand"])
+@pytest.mark.parametrize("kind", ["forearm", "hand", "leg"])
 def test_ap_view_is_vertical_and_superior_up(kind):
     vol = make_phantom(0, shape=(64, 64, 80), spacing_mm=(2.0, 2.0, 2.0), kind=kind)
     view = carm_view(0, 0, source_to_isocenter_mm=1000, source_to_detector_mm=1200,

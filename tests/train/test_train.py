@@ -82,10 +82,10 @@ def _memorise(model, batch, steps, lr, loss_fn):
     return losses[0], losses[-1], metrics.compute()["ap"]
 
 
-def _fixed_batch(store, n):
+def _fixed_batch(store, n, transform=None):
     meta = read_meta(store)
     options = StreamOptions(batch_size=n, train=False, mode="all", shuffle=False, buffer=0)
-    return BatchTransform()(
+    return (transform or BatchTransform())(
         next(iter(make_loader(PairStream([meta], [sample_mask(meta, None)], options))))
     )
 
@@ -130,7 +130,7 @@ def test_the_default_model_memorises_16_pairs(tmp_path, one_thread):
     )  # fmt: skip
     cfg = load_config(Path(__file__).parents[2] / "pipelines" / "pretrain_cpu.yaml")
     torch.manual_seed(0)
-    batch = _fixed_batch(str(store), 16)
+    batch = _fixed_batch(str(store), 16, BatchTransform(cfg.data.display, cfg.data.image_size))
     model = build_model(cfg.model)
     model.head.init_prior(batch["corr_0to1"].mean(0))
     _, _, ap = _memorise(model, batch, 300, 1e-3, lambda out, c: bce_loss(out["logits"], c))
