@@ -133,7 +133,8 @@ def test_the_default_model_memorises_16_pairs(tmp_path, one_thread):
     batch = _fixed_batch(str(store), 16, BatchTransform(cfg.data.display, cfg.data.image_size))
     model = build_model(cfg.model)
     model.head.init_prior(batch["corr_0to1"].mean(0))
-    _, _, ap = _memorise(model, batch, 300, 1e-3, lambda out, c: bce_loss(out["logits"], c))
+    # Measured: train AP 0.59 at step 25, 0.86 at 125, 0.93 at 175 (about 5 min, 1 thread).
+    _, _, ap = _memorise(model, batch, 200, 3e-3, lambda out, c: bce_loss(out["logits"], c))
     assert ap >= 0.9
 
 
