@@ -74,7 +74,7 @@ def test_timm_hub_weights_fail_in_one_line_when_offline(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read per call
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", "/nonexistent-xmatch-test")
     cfg = replace(TINY, name="cnn", backbone="resnet18", backbone_index=2, pretrained="timm")
-    with pytest.raises(RuntimeError, match="could not get ImageNet weights for 'resnet18'") as e:
+    with pytest.raises(ValueError, match="could not get ImageNet weights for 'resnet18'") as e:
         build_model(cfg)
     assert "model.pretrained_file" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(ValueError, match="model.pretrained must be null or 'timm'"):

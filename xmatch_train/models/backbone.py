@@ -29,19 +29,23 @@ def check_weights_file(path: str | Path | None) -> Path | None:
 PRETRAINED = (None, "timm")
 
 
+class PretrainedWeightsError(ValueError):
+    """Pretrained weights cannot be had (offline, unknown to the hub): a one-line user error."""
+
+
 def hub_model(name: str, **kwargs) -> nn.Module:
     """``timm.create_model(name, pretrained=True)``: timm downloads the ImageNet weights from
     the Hugging Face hub (cached in ~/.cache/huggingface). Needs network access once.
 
     Raises:
-        RuntimeError: one line naming the model when the download fails (offline, no such
-            weights), with the local-file alternative.
+        PretrainedWeightsError: one line naming the model when the download fails (offline,
+            no such weights), with the local-file alternative.
     """
     try:
         return timm.create_model(name, pretrained=True, **kwargs)
     except Exception as err:  # hub errors are many types (OSError, HTTP, LocalEntryNotFound)
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise RuntimeError(
+        raise PretrainedWeightsError(
             f"model.pretrained=timm: could not get ImageNet weights for '{name}' from the "
             f"Hugging Face hub (offline?): {first}; download them where there is network and "
             "pass model.pretrained_file=/path/to/weights.safetensors instead"

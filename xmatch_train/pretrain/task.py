@@ -137,6 +137,7 @@ class CorrespondenceTask:
 
     def _train_mean(self, run_dir: Path, resuming: bool):
         """The training split's mean matrix: read back when resuming, else computed."""
+        self.train_pairs = None  # None: read back from the run, nothing to write
         if resuming and (run_dir / TRAIN_MEAN_FILE).is_file():
             mean, definition = load_train_mean(run_dir)
             if definition != self.definition:
@@ -152,7 +153,7 @@ class CorrespondenceTask:
 
     def save_split(self, run_dir: Path) -> None:
         save_split(run_dir / "split.json", self.metas, self.split)
-        if not (run_dir / TRAIN_MEAN_FILE).is_file():
+        if self.train_pairs is not None:  # computed for this run: (over)write it
             save_train_mean(run_dir, self.train_mean, self.train_pairs, self.definition)
 
     def steps(self) -> int:
