@@ -11,7 +11,7 @@ Names are imported on first use (PEP 562), so ``import drrgen`` and ``drrgen --h
 load Numba and the compiled kernels.
 """
 
-from importlib import import_module
+from drrgen._lazy import lazy_names
 
 # public name -> the module that defines it
 _API = {
@@ -29,13 +29,4 @@ _API = {
 __all__ = sorted(_API)
 
 
-def __getattr__(name: str):
-    if name not in _API:
-        raise AttributeError(f"module 'drrgen' has no attribute {name!r}")
-    value = getattr(import_module(_API[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_names("drrgen", _API, globals())

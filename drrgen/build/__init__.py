@@ -4,7 +4,7 @@ Names are imported on first use (PEP 562): reading a `BuildConfig` does not load
 or Zarr.
 """
 
-from importlib import import_module
+from drrgen._lazy import lazy_names
 
 # public name -> the module that defines it
 _API = {
@@ -26,13 +26,4 @@ _API = {
 __all__ = sorted(_API)
 
 
-def __getattr__(name: str):
-    if name not in _API:
-        raise AttributeError(f"module 'drrgen.build' has no attribute {name!r}")
-    value = getattr(import_module(_API[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_names("drrgen.build", _API, globals())
