@@ -66,12 +66,14 @@ pretrain: pretrain-data
 	$(BIN)/xmatch pretrain --config pipelines/pretrain_cpu.yaml
 	$(BIN)/xmatch eval --store $(PRETRAIN_STORE) --run runs/pretrain_cpu/transformer --out runs/pretrain_cpu/eval
 
-# Fracture fine-tuning, the Table-3 comparison (all rows x seeds). synthetic: CPU default made
-# from CTs; mura: `make finetune DATASET=mura MURA_DIR=/path/containing/MURA-v1.1` (GPU).
+# Fracture fine-tuning, the Table-3 comparison (all rows x seeds). synthetic: the CPU default
+# (160 long-bone phantoms with and without fractures; the pretraining on the phantoms of
+# pretrain-data); mura: `make finetune DATASET=mura MURA_DIR=/path/containing/MURA-v1.1` (GPU).
 finetune: data
 ifeq ($(DATASET),synthetic)
 	$(BIN)/drrgen fracture --out data/fracture --workers 2
-	$(BIN)/drrgen build --config pipelines/finetune_synthetic_store.yaml --ct-dir data/ct --out $(FT_STORE)
+	$(MAKE) pretrain-data
+	$(BIN)/drrgen build --config pipelines/finetune_synthetic_store.yaml --ct-dir $(PRETRAIN_CT) --out $(FT_STORE)
 	$(BIN)/xmatch pretrain --config pipelines/finetune_synthetic_pretrain.yaml
 	$(BIN)/xmatch finetune-table --config pipelines/finetune_synthetic.yaml
 else ifeq ($(DATASET),mura)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from drrgen.volume import Volume
 
 
 def rotation(axis, deg: float) -> np.ndarray:
-    """(3, 3) right-handed rotation about `axis` by `deg` degrees."""
+    """(3, 3) right-handed rotation about `axis` by `deg` degrees (SciPy's, independent of
+    `drrgen.geometry.rotation_matrix`)."""
     a = np.asarray(axis, float) / np.linalg.norm(axis)
-    t = np.deg2rad(deg)
-    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
-    return np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * (k @ k)
+    return Rotation.from_rotvec(a * np.deg2rad(deg)).as_matrix()
 
 
 def oblique_affine(spacing=(0.8, 1.1, 1.6), deg=(17.0, -23.0), origin=(-40.0, 25.0, -30.0)):

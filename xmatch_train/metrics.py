@@ -192,3 +192,67 @@ def classification_metrics(labels, probs, threshold: float = 0.5) -> dict[str, f
         "studies": int(y.size),
         "positives": int(y.sum()),
     }
+
+
+def rank_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """ROC AUC (Mann-Whitney U with mid-ranks for ties) along the last axis.
+
+    Args:
+        labels: (S,) 0/1, both classes present.
+        scores: (..., S) scores, higher = more likely positive.
+
+    Returns:
+        (...) AUC per row of `scores` (same values as scikit-learn's `roc_auc_score`).
+    """
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels).astype(bool)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("AUC needs both classes")
+    ranks = rankdata(np.asarray(scores, dtype=np.float64), axis=-1)
+    return (ranks[..., labels].sum(-1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def paired_auc_bootstrap(
+    labels: np.ndarray,
+    probs_a: np.ndarray,
+    probs_b: np.ndarray,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Paired bootstrap of the seed-mean AUC difference of two rows on the same test studies.
+
+    Each resample draws studies with replacement (stratified by label, so both classes stay
+    present); in it, each row's AUC is computed for every seed and averaged over seeds, and
+    the difference A - B is recorded. Resampling studies is what a new test set would change;
+    the seeds' own spread is reported separately (mean +- std).
+
+    Args:
+        labels: (S,) 0/1 labels of the studies.
+        probs_a, probs_b: (seeds_a, S) and (seeds_b, S) probabilities, studies in the same order.
+        n_boot: resamples.
+        seed: resampling seed.
+
+    Returns:
+        ``diff`` (observed difference of the seed-mean AUCs), ``low`` / ``high`` (2.5 / 97.5 %
+        percentiles), ``p_le_0`` (fraction of resamples with A - B <= 0), ``n_boot``.
+    """
+    labels = np.asarray(labels).astype(int)
+    a, b = np.atleast_2d(probs_a), np.atleast_2d(probs_b)
+    observed = float(rank_auc(labels, a).mean() - rank_auc(labels, b).mean())
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    diffs = np.empty(n_boot)
+    for i in range(n_boot):
+        idx = np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
+        y = labels[idx]
+        diffs[i] = rank_auc(y, a[:, idx]).mean() - rank_auc(y, b[:, idx]).mean()
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return dict(
+        diff=observed,
+        low=float(low),
+        high=float(high),
+        p_le_0=float(np.mean(diffs <= 0)),
+        n_boot=int(n_boot),
+    )

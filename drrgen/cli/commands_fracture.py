@@ -14,10 +14,13 @@ from drrgen.cli.app import app
 @app.command()
 def fracture(
     out: Path = typer.Option(Path("data/fracture"), "--out", help="Dataset folder to write."),
-    phantoms: int = typer.Option(24, "--phantoms", min=0, help="Procedural limb phantoms."),
+    phantoms: int = typer.Option(160, "--phantoms", min=0, help="Procedural limb phantoms."),
+    kinds: str = typer.Option(
+        "forearm,leg", "--kinds", help="Phantom kinds used in turn (comma-separated)."
+    ),
     phantom_seed: int = typer.Option(1000, "--phantom-seed", min=0, help="First phantom seed."),
     ct_dir: Path = typer.Option(None, "--ct-dir", help="Also use the CTs (HU) in this folder."),
-    studies: int = typer.Option(40, "--studies-per-volume", min=1, help="Studies per volume."),
+    studies: int = typer.Option(16, "--studies-per-volume", min=1, help="Studies per volume."),
     size: int = typer.Option(128, "--size", min=16, help="Image side, pixels."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split and the studies."),
     workers: int = typer.Option(2, "--workers", min=1, help="Processes rendering volumes."),
@@ -30,6 +33,7 @@ def fracture(
 
     cfg = FractureDatasetConfig(
         phantoms=phantoms,
+        phantom_kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
         phantom_seed=phantom_seed,
         ct_dir=None if ct_dir is None else str(ct_dir),
         studies_per_volume=studies,

@@ -41,7 +41,7 @@ from drrgen.build.config import SamplingConfig
 from drrgen.build.sampling import draw_pose
 from drrgen.fracture.simulate import FractureConfig, bone_components, draw_site, simulate_fracture
 from drrgen.geometry import View, carm_view
-from drrgen.phantoms import make_phantom
+from drrgen.phantoms import KINDS, make_phantom
 from drrgen.projector import project
 from drrgen.volume import Volume, read_ct
 
@@ -63,8 +63,8 @@ class StudyViewConfig:
     """
 
     size: int = 128
-    fov_mm: tuple[float, float] = (60.0, 100.0)
-    jitter_mm: float = 10.0
+    fov_mm: tuple[float, float] = (45.0, 70.0)
+    jitter_mm: float = 5.0
     primary_sigma_deg: float = 10.0
     secondary_sigma_deg: float = 8.0
     secondary_max_deg: float = 20.0
@@ -92,7 +92,10 @@ class FractureDatasetConfig:
     """Everything that determines the dataset (recorded in ``dataset.json``).
 
     Attributes:
-        phantoms: procedural limb phantoms (forearm and hand alternate).
+        phantoms: procedural limb phantoms; phantom i is of kind ``phantom_kinds[i % len]``.
+        phantom_kinds: the phantom kinds used in turn (`drrgen.phantoms.KINDS`). Default: the
+            long bones (forearm, leg), whose shafts lie across the AP and lateral beams; in
+            hands and feet many views look along the bones, where a break does not show.
         phantom_seed: seed of the first phantom (then +1, ...); the default data's phantoms
             (`make data`, seeds 0-5) are what the correspondence pretraining sees, so the
             fracture phantoms use other seeds.
@@ -107,6 +110,7 @@ class FractureDatasetConfig:
     """
 
     phantoms: int = 24
+    phantom_kinds: tuple[str, ...] = ("forearm", "leg")
     phantom_seed: int = 1000
     phantom_shape: tuple[int, int, int] = (128, 128, 160)
     ct_dir: str | None = None
@@ -128,6 +132,8 @@ class FractureDatasetConfig:
             self.val_fraction + self.test_fraction >= 1
         ):
             raise ValueError("val_fraction and test_fraction must be in [0, 1) with sum < 1")
+        if not self.phantom_kinds or set(self.phantom_kinds) - set(KINDS):
+            raise ValueError(f"phantom_kinds must be a non-empty subset of {KINDS}")
         if self.views.size < 16 or self.views.fov_mm[0] <= 0:
             raise ValueError("views.size must be >= 16 and views.fov_mm positive")
         self.fracture.validate()
@@ -159,11 +165,11 @@ class VolumeEntry:
 
 def plan_volumes(cfg: FractureDatasetConfig) -> list[VolumeEntry]:
     """The dataset's volumes in a fixed order: phantoms first, then the CTs of ``ct_dir``."""
-    kinds = ("forearm", "hand")
+    kinds = cfg.phantom_kinds
     entries = [
         VolumeEntry(
-            f"phantom:{kinds[i % 2]}:seed={cfg.phantom_seed + i}",
-            kinds[i % 2],
+            f"phantom:{kinds[i % len(kinds)]}:seed={cfg.phantom_seed + i}",
+            kinds[i % len(kinds)],
             cfg.phantom_seed + i,
         )
         for i in range(cfg.phantoms)
@@ -257,12 +263,13 @@ def volume_studies(
         np.r_[np.ones(n_pos, int), np.zeros(n - n_pos, int)]
     )
     intact_mu = volume.to_mu(cfg.views.mu_water)
+    regions: dict = {}  # each bone's region is computed once per volume
     records = []
     for s in range(n):
         rng = np.random.default_rng([cfg.seed, index, s])
         study_id = f"v{index:03d}_s{s:03d}"
         if labels[s]:
-            fractured, fracture = simulate_fracture(volume, rng, cfg.fracture, bones)
+            fractured, fracture = simulate_fracture(volume, rng, cfg.fracture, bones, regions)
             mu, point, info = (
                 fractured.to_mu(cfg.views.mu_water),
                 fracture.point,

@@ -26,7 +26,7 @@ _U0 = np.array([1.0, 0.0, 0.0])
 _V0 = np.array([0.0, 0.0, -1.0])
 
 
-def _rotation(axis: np.ndarray, deg: float) -> np.ndarray:
+def rotation_matrix(axis: np.ndarray, deg: float) -> np.ndarray:
     """(3, 3) right-handed rotation by `deg` degrees about unit `axis` (Rodrigues)."""
     a = np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis)
     t = np.deg2rad(deg)
@@ -63,12 +63,12 @@ def carm_view(
     if source_to_detector_mm <= source_to_isocenter_mm:
         raise ValueError("source_to_detector_mm must exceed source_to_isocenter_mm")
     pr, pc = (pixel_mm, pixel_mm) if np.isscalar(pixel_mm) else pixel_mm
-    r1 = _rotation(np.array([0.0, 0.0, 1.0]), primary_deg)
+    r1 = rotation_matrix(np.array([0.0, 0.0, 1.0]), primary_deg)
     u1 = r1 @ _U0
-    r = _rotation(u1, secondary_deg) @ r1
+    r = rotation_matrix(u1, secondary_deg) @ r1
     beam, u, v = r @ _BEAM0, r @ _U0, r @ _V0
     if in_plane_deg:
-        r_ip = _rotation(beam, in_plane_deg)
+        r_ip = rotation_matrix(beam, in_plane_deg)
         u, v = r_ip @ u, r_ip @ v
     iso = np.asarray(isocenter, dtype=np.float64)
     source = iso - source_to_isocenter_mm * beam

@@ -125,3 +125,22 @@ def test_guided_forward_under_bf16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(torch.rand(2, 2, 1, 32, 32), torch.rand(2, N, N))
     assert torch.isfinite(out.float()).all()
+
+
+def test_conv_stem_keeps_the_token_grid_and_trains():
+    from xmatch_train.models.vit import conv_stem
+
+    stem = conv_stem(1, 32, 16)
+    assert [m.stride for m in stem if isinstance(m, torch.nn.Conv2d)] == [(2, 2)] * 4
+    assert stem(torch.zeros(2, 1, 64, 48)).shape == (2, 32, 4, 3)
+    with pytest.raises(ValueError, match="power-of-2"):
+        conv_stem(1, 32, 12)
+    torch.manual_seed(0)
+    vit = MultiViewViT(img_size=32, patch_size=16, width=32, depth=2, heads=2, stem="conv")
+    model = FractureClassifier(vit, "early", guidance=True)
+    views, corr = torch.rand(3, 2, 1, 32, 32), torch.rand(3, N, N)
+    assert model(views, corr).shape == (3,)
+    model(views, corr).sum().backward()
+    assert vit.vit.patch_embed.proj[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="unknown ViT stem"):
+        MultiViewViT(img_size=32, patch_size=16, width=32, depth=2, heads=2, stem="mlp")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from drrgen import carm_view, project
-from drrgen.fracture import FractureConfig, NoBoneError, simulate_fracture
+from drrgen.fracture import FractureConfig, NoBoneError, bone_components, simulate_fracture
+from drrgen.fracture.simulate import _plane_distance
 from drrgen.phantoms import make_phantom
 from drrgen.volume import Volume
 
@@ -43,16 +44,16 @@ def test_displaced_fragment_moves_one_side_of_the_cut_only(forearm, seed):
     fractured, rec = simulate_fracture(forearm, np.random.default_rng(seed), DISPLACED)
     assert fractured.data.shape == forearm.data.shape and fractured.data.dtype == np.float32
     np.testing.assert_array_equal(fractured.affine, forearm.affine)
-    assert rec.kind == "displaced" and 1.5 <= np.linalg.norm(rec.translation) <= 4.5
+    assert rec.kind == "displaced" and 4.0 <= np.linalg.norm(rec.translation) <= 10.5
     np.testing.assert_allclose(rec.rotation @ rec.rotation.T, np.eye(3), atol=1e-9)
     angle = np.degrees(np.arccos((np.trace(rec.rotation) - 1) / 2))
-    assert 3.0 - 1e-6 <= angle <= 12.0 + 1e-6
+    assert 15.0 - 1e-6 <= angle <= 35.0 + 1e-6
 
     changed = _changed_world(forearm, fractured)
     assert len(changed) == rec.changed_voxels > 500
     side = (changed - rec.point) @ rec.normal
     # Everything that changed lies on the fragment's side, up to the motion near the cut ...
-    assert side.min() > -8.0
+    assert side.min() > -12.0
     # ... while the other piece of the same bone exists and is untouched.
     bone = np.argwhere(forearm.data > 300)
     bone_side = (forearm.index_to_world(bone[:, ::-1].astype(float)) - rec.point) @ rec.normal
@@ -76,7 +77,7 @@ def test_displaced_fracture_shows_in_the_drr_at_the_cut(forearm):
 
 def test_gap_fracture_is_a_thin_break_at_the_cut(forearm):
     fractured, rec = simulate_fracture(forearm, np.random.default_rng(4), GAP)
-    assert rec.kind == "gap" and 1.0 <= rec.gap_mm <= 2.5
+    assert rec.kind == "gap" and 3.0 <= rec.gap_mm <= 6.0
     np.testing.assert_array_equal(rec.translation, 0.0)
     changed = _changed_world(forearm, fractured)
     assert np.all(np.abs((changed - rec.point) @ rec.normal) < rec.gap_mm / 2 + 0.01)
@@ -110,3 +111,44 @@ def test_no_bone_and_bad_ranges_are_reported():
         replace(FractureConfig(), kinds=("crush",), kind_probs=(1.0,)).validate()
     with pytest.raises(ValueError, match="fracture.shift_mm"):
         replace(FractureConfig(), shift_mm=(3.0, 1.0)).validate()
+
+
+COMMINUTED = FractureConfig(kinds=("comminuted",), kind_probs=(1.0,), tilt_deg=(0.0, 10.0))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_comminuted_fracture_moves_three_pieces_beyond_the_cut(forearm, seed):
+    fractured, rec = simulate_fracture(forearm, np.random.default_rng(seed), COMMINUTED)
+    assert rec.kind == "comminuted" and rec.fragments == 3
+    assert 6.0 <= rec.segment_mm <= 14.0
+    changed = _changed_world(forearm, fractured)
+    side = (changed - rec.point) @ rec.normal
+    assert side.min() > -12.0  # only the far side of the first cut (plus motion) changes
+    # The intermediate segment changed too, not only the far fragment.
+    assert np.count_nonzero((side > 1.0) & (side < rec.segment_mm - 1.0)) > 100
+    assert abs((fractured.data > 300).sum() / (forearm.data > 300).sum() - 1) < 0.08
+
+
+def test_region_cache_gives_the_same_fracture(forearm):
+    bones = bone_components(forearm, FractureConfig())
+    cache: dict = {}
+    for seed in (5, 6, 5):
+        cached, rc = simulate_fracture(
+            forearm, np.random.default_rng(seed), bones=bones, cache=cache
+        )
+        fresh, rf = simulate_fracture(forearm, np.random.default_rng(seed))
+        np.testing.assert_array_equal(cached.data, fresh.data)
+        assert rc.to_dict() == rf.to_dict()
+    assert 1 <= len(cache) <= 2
+
+
+def test_plane_distance_is_the_signed_distance_of_voxel_centres():
+    from helpers import oblique_affine
+
+    vol = Volume(np.zeros((6, 5, 4), np.float32), oblique_affine())
+    box = (slice(1, 5), slice(0, 3), slice(2, 4))
+    point, normal = np.array([3.0, -2.0, 7.0]), np.array([0.6, 0.0, 0.8])
+    k, j, i = np.meshgrid(*(np.arange(s.start, s.stop) for s in box), indexing="ij")
+    xyz = vol.index_to_world(np.stack([i, j, k], -1).reshape(-1, 3).astype(float))
+    expected = ((xyz - point) @ normal).reshape(k.shape)
+    np.testing.assert_allclose(_plane_distance(vol, box, point, normal), expected, atol=1e-4)

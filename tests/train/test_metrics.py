@@ -6,9 +6,14 @@ import math
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
-from xmatch_train.metrics import CorrespondenceMetrics, MetricConfig
+from xmatch_train.metrics import (
+    CorrespondenceMetrics,
+    MetricConfig,
+    paired_auc_bootstrap,
+    rank_auc,
+)
 
 PRED = np.array([[[0.9, 0.1], [0.3, 0.6]]])
 TRUE = np.array([[[1.0, 0.0], [0.25, 0.1]]])
@@ -76,3 +81,28 @@ def test_undefined_values_are_nan():
     out = m.compute()
     assert math.isnan(out["precision"]) and math.isnan(out["recall"]) and math.isnan(out["ap"])
     assert out["mse"] == 0
+
+
+def test_rank_auc_matches_scikit_learn_with_ties():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    scores = np.round(rng.random((3, 200)) + 0.3 * labels, 1)  # many ties
+    expected = [roc_auc_score(labels, s) for s in scores]
+    np.testing.assert_allclose(rank_auc(labels, scores), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="both classes"):
+        rank_auc(np.ones(4), np.arange(4.0))
+
+
+def test_paired_bootstrap_known_answers():
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 150)
+    noise = rng.random((2, 300))
+    same = paired_auc_bootstrap(labels, noise, noise, n_boot=200)
+    assert same["diff"] == 0 and same["low"] == same["high"] == 0 and same["p_le_0"] == 1
+    good = noise + 0.5 * labels  # clearly better than chance on every resample
+    better = paired_auc_bootstrap(labels, good, noise, n_boot=300, seed=3)
+    assert 0.2 < better["diff"] < 0.5 and better["low"] > 0.1 and better["p_le_0"] == 0
+    assert better["low"] < better["diff"] < better["high"]
+    worse = paired_auc_bootstrap(labels, noise, good, n_boot=300, seed=3)
+    np.testing.assert_allclose(worse["diff"], -better["diff"])
+    assert worse["high"] < 0 and worse["p_le_0"] == 1

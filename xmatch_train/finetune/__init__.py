@@ -16,6 +16,7 @@ from xmatch_train.finetune.studies import (
     Study,
     StudyDataError,
     choose_pair,
+    read_grazpedwri,
     read_mura,
     read_study_csv,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "is_finetune_run",
     "load_image",
     "pool_correspondence",
+    "read_grazpedwri",
     "read_mura",
     "read_study_csv",
     "row_config",

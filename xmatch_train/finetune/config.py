@@ -18,14 +18,17 @@ class StudyDataConfig:
     """Where the studies come from and how they are read.
 
     Attributes:
-        format: ``mura`` (MURA v1.1 as distributed) or ``csv`` (the generic study CSV, e.g. the
-            synthetic fracture dataset written by ``drrgen fracture``).
-        root: MURA: the folder containing ``MURA-v1.1``; csv: the CSV file or its folder.
+        format: ``mura`` (MURA v1.1 as distributed), ``grazpedwri`` (GRAZPEDWRI-DX as
+            distributed) or ``csv`` (the generic study CSV, e.g. the synthetic fracture dataset
+            written by ``drrgen fracture``).
+        root: MURA: the folder containing ``MURA-v1.1``; GRAZPEDWRI-DX: the folder with its
+            ``dataset.csv``; csv: the CSV file or its folder.
         body_parts: MURA body parts (``XR_<PART>``) to keep.
         min_views: studies with fewer images are dropped (2 views are used).
         val_fraction: patients of the training split held out for validation (model selection)
             when the data has no ``val`` split.
-        split_seed: seed of that hold-out.
+        test_fraction: GRAZPEDWRI-DX (no official split): patients held out as the test set.
+        split_seed: seed of the hold-outs.
         image_size: network input side, pixels.
         batch_size: per-rank batch size (studies).
         num_workers: DataLoader workers per rank.
@@ -39,6 +42,7 @@ class StudyDataConfig:
     body_parts: tuple[str, ...] = ("ELBOW", "FOREARM", "HAND", "WRIST")
     min_views: int = 2
     val_fraction: float = 0.1
+    test_fraction: float = 0.2
     split_seed: int = 0
     image_size: int = 256
     batch_size: int = 16
@@ -56,6 +60,8 @@ class ClassifierConfig:
     Attributes:
         fusion: ``single``, ``late`` or ``early``.
         width, depth, heads, mlp_dim, patch_size: ViT sizes (ViT-S: 384, 6, 4, 1536, 16).
+        stem: ViT patch embedding, ``patch`` (linear, ViT-S as in the paper) or ``conv`` (a
+            small convolutional stem; it must match the pretraining's).
         drop_path: stochastic depth rate.
         dropout: dropout before the head.
         init_from: a ``vit_s`` correspondence pretraining (run directory or checkpoint file)
@@ -73,6 +79,7 @@ class ClassifierConfig:
     heads: int = 4
     mlp_dim: int = 1536
     patch_size: int = 16
+    stem: str = "patch"
     drop_path: float = 0.0
     dropout: float = 0.0
     init_from: str | None = None

@@ -31,17 +31,28 @@ from xmatch_train.finetune.task import (
     predict,
     scores,
 )
+from xmatch_train.metrics import paired_auc_bootstrap
 from xmatch_train.train import dist
 from xmatch_train.train.checkpoint import load_checkpoint
 
 METRICS = ("accuracy", "precision", "recall", "kappa", "auc")
-ROW_ORDER = [
-    ("single", False, False),
-    ("late", False, False),
-    ("early", False, False),
-    ("early", True, False),
-    ("early", True, True),
-]
+# The paper's Table-3 rows, top to bottom: name -> (fusion, correspondence-pretrained, guided).
+ROW_KEYS = {
+    "single": ("single", False, False),
+    "late": ("late", False, False),
+    "early": ("early", False, False),
+    "early_pretrain": ("early", True, False),
+    "early_pretrain_guidance": ("early", True, True),
+}
+ROW_ORDER = list(ROW_KEYS.values())
+# Paired comparisons written under the table: (row A, row B), A - B.
+COMPARISONS = (
+    ("early_pretrain_guidance", "early"),
+    ("early_pretrain", "early"),
+    ("early_pretrain_guidance", "early_pretrain"),
+    ("early", "single"),
+    ("late", "single"),
+)
 
 
 def is_finetune_run(run_dir: str | Path) -> bool:
@@ -145,6 +156,58 @@ def markdown_table(rows: dict[tuple, dict], title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def paired_comparisons(
+    predictions: dict[tuple, list[list[tuple[str, int, float]]]], n_boot: int = 2000
+) -> list[dict]:
+    """`COMPARISONS` of the rows present, each a paired bootstrap of the seed-mean test AUC
+    difference over the same studies (`xmatch_train.metrics.paired_auc_bootstrap`).
+
+    Args:
+        predictions: row key -> per run, (study id, label, probability) per study.
+    """
+    out = []
+    for name_a, name_b in COMPARISONS:
+        a, b = predictions.get(ROW_KEYS[name_a]), predictions.get(ROW_KEYS[name_b])
+        if not a or not b:
+            continue
+        ids = [sid for sid, _, _ in a[0]]
+        if any([sid for sid, _, _ in run] != ids for run in a + b):
+            raise ValueError(f"rows {name_a} and {name_b} were scored on different studies")
+        labels = np.array([label for _, label, _ in a[0]])
+        if labels.min() == labels.max():
+            continue  # AUC needs both classes
+        probs_a = np.array([[p for _, _, p in run] for run in a])
+        probs_b = np.array([[p for _, _, p in run] for run in b])
+        out.append(
+            dict(a=name_a, b=name_b, **paired_auc_bootstrap(labels, probs_a, probs_b, n_boot))
+        )
+    return out
+
+
+def comparisons_markdown(comparisons: list[dict], alphas: dict[str, list[float]]) -> str:
+    """The paired comparisons and the learnt guidance alphas, as Markdown under the table."""
+    lines = []
+    if comparisons:
+        lines += [
+            "",
+            "Paired comparisons on the same test studies (AUC difference of the seed means, "
+            "percentile 95 % CI from a bootstrap over studies, stratified by label):",
+            "",
+            "| Rows (A - B) | AUC A - B | 95 % CI | P(A - B <= 0) |",
+            "|---|---|---|---|",
+        ]
+        for c in comparisons:
+            lines.append(
+                f"| {c['a']} - {c['b']} | {100 * c['diff']:+.1f} | "
+                f"[{100 * c['low']:+.1f}, {100 * c['high']:+.1f}] | {c['p_le_0']:.3f} |"
+            )
+    if alphas:
+        lines += ["", "Learnt guidance alpha per layer (first to last):", ""]
+        for run, values in alphas.items():
+            lines.append(f"* {run}: " + ", ".join(f"{v:.3f}" for v in values))
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
 def evaluate_finetune_runs(
     runs: list[Path],
     out: Path,
@@ -173,6 +236,8 @@ def evaluate_finetune_runs(
     rt = dist.setup("auto", "auto")
     per_run: dict[str, dict] = {}
     grouped: dict[tuple, list[dict]] = {}
+    predicted: dict[tuple, list] = {}
+    alphas: dict[str, list[float]] = {}
     sources = set()
     for run_dir in map(Path, runs):
         cfg, metrics, predictions = evaluate_run(
@@ -182,6 +247,9 @@ def evaluate_finetune_runs(
         metrics.update(seed=cfg.train.seed, row=list(row_key(cfg)))
         per_run[name] = metrics
         grouped.setdefault(row_key(cfg), []).append(metrics)
+        predicted.setdefault(row_key(cfg), []).append(predictions)
+        if "alpha" in metrics:
+            alphas[name] = metrics["alpha"]
         sources.add(f"{cfg.data.format}:{cfg.data.root}")
         folder = out / (run_dir.parent.name + "_" + run_dir.name)
         folder.mkdir(parents=True, exist_ok=True)
@@ -192,7 +260,8 @@ def evaluate_finetune_runs(
     rows = {key: aggregate(items) for key, items in grouped.items()}
     n = sum(len(v) for v in grouped.values())
     title = f"{', '.join(sorted(sources))}, split {split}, {n} run(s)"
-    table = markdown_table(rows, title)
+    comparisons = paired_comparisons(predicted)
+    table = markdown_table(rows, title) + comparisons_markdown(comparisons, alphas)
     (out / "table.md").write_text(table, encoding="utf-8")
 
     def clean(x):
@@ -208,6 +277,7 @@ def evaluate_finetune_runs(
         split=split,
         checkpoint=checkpoint,
         rows=[dict(fusion=k[0], pretrained=k[1], guidance=k[2], **v) for k, v in rows.items()],
+        comparisons=comparisons,
         runs=per_run,
     )
     (out / "metrics.json").write_text(json.dumps(clean(record), indent=1), encoding="utf-8")

@@ -10,6 +10,14 @@ fractured). Two readers build them:
   from the labeled-studies file. Official ``train`` stays training data, minus a validation
   hold-out carved by patient; the official ``valid`` split (the test set is hidden) is the test
   set.
+* `read_grazpedwri`: GRAZPEDWRI-DX (Nagy et al., Sci Data 2022; figshare 14825193, CC BY 4.0):
+  paediatric wrist radiographs, ``dataset.csv`` with one row per image (``filestem``,
+  ``patient_id``, ``laterality`` L/R, ``projection`` 1 = AP / 2 = lateral, ``fracture_visible``
+  1 or empty) and the PNGs anywhere below the root (``images/`` or the distributed
+  ``images_part*/`` folders). A study is the images of one patient, one examination (the
+  second field of the file stem) and one side; its label is 1 when any of its images shows a
+  visible fracture; AP images come first. Studies are split by patient: ``test_fraction`` of
+  the patients (seeded) is the test set, the rest training (validation is carved from it).
 * `read_study_csv`: the generic format for private data, a CSV with a header::
 
       study_id,label,split,patient,images
@@ -248,6 +256,81 @@ def read_study_csv(path: str | Path, min_views: int = 2, check_files: bool = Tru
                 if not Path(f).is_file():
                     raise StudyDataError(f"{path}: image {f} of study {sid} does not exist")
         studies.append(Study(sid, files, e["label"], e["split"], e["patient"]))
+    return sorted(studies, key=lambda s: natural_key(s.study_id))
+
+
+GRAZ_COLUMNS = ("filestem", "patient_id", "laterality", "projection", "fracture_visible")
+
+
+def _graz_index(root: Path) -> dict[str, str]:
+    """File stem -> PNG path for every PNG below `root`."""
+    return {p.stem: str(p) for p in root.rglob("*.png")}
+
+
+def read_grazpedwri(
+    root: str | Path,
+    min_views: int = 2,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    check_files: bool = True,
+) -> list[Study]:
+    """GRAZPEDWRI-DX studies with at least `min_views` images (see the module docstring).
+
+    Args:
+        root: the dataset folder (containing ``dataset.csv`` and the images).
+        min_views: studies with fewer images are dropped.
+        test_fraction: patients held out as the test set.
+        seed: seed of that hold-out.
+        check_files: raise if an image of ``dataset.csv`` is not found below `root`.
+
+    Raises:
+        StudyDataError: no ``dataset.csv``, missing columns, malformed rows, missing images.
+    """
+    root = Path(root).expanduser()
+    table = root / "dataset.csv"
+    if not table.is_file():
+        raise StudyDataError(
+            f"{root}: no dataset.csv; download GRAZPEDWRI-DX (figshare 14825193) and point "
+            "data.root at the folder with dataset.csv and the images"
+        )
+    rows = _read_lines(table)
+    header = [c.strip().lower() for c in rows[0]] if rows else []
+    missing = [c for c in GRAZ_COLUMNS if c not in header]
+    if missing:
+        raise StudyDataError(f"{table}: missing column(s) {missing} (header {header})")
+    files = _graz_index(root)
+    groups: dict[tuple, dict] = {}
+    for n, row in enumerate(rows[1:], start=2):
+        cell = dict(zip(header, (c.strip() for c in row), strict=False))
+        stem, side, proj = cell["filestem"], cell["laterality"].upper(), cell["projection"]
+        parts = stem.split("_")
+        if len(parts) < 3 or side not in ("L", "R") or proj not in ("1", "2", "1.0", "2.0"):
+            raise StudyDataError(
+                f"{table}, line {n}: expected a file stem PATIENT_EXAM_..., laterality L/R "
+                f"and projection 1/2, got {stem!r}, {side!r}, {proj!r}"
+            )
+        path = files.get(stem)
+        if path is None:
+            if check_files:
+                raise StudyDataError(f"{table}, line {n}: image {stem}.png not found below {root}")
+            path = str(root / "images" / f"{stem}.png")
+        key = (cell["patient_id"], parts[1], side)
+        entry = groups.setdefault(key, dict(images=[], label=0))
+        entry["images"].append((int(float(proj)), natural_key(stem), path))
+        if cell["fracture_visible"] not in ("", "0", "0.0", "nan"):
+            entry["label"] = 1
+    patients = sorted({k[0] for k in groups}, key=natural_key)
+    order = np.random.default_rng([seed, 23]).permutation(len(patients))
+    test = {patients[i] for i in order[: int(round(test_fraction * len(patients)))]}
+    studies = []
+    for (patient, exam, side), e in groups.items():
+        images = tuple(path for _, _, path in sorted(e["images"]))
+        if len(images) < min_views:
+            continue
+        split = "test" if patient in test else "train"
+        studies.append(
+            Study(f"{patient}_{exam}_{side}", images, e["label"], split, patient, "WRIST")
+        )
     return sorted(studies, key=lambda s: natural_key(s.study_id))
 
 

@@ -23,10 +23,10 @@ import yaml
 
 from xmatch_train.config import to_dict
 from xmatch_train.finetune.config import FinetuneConfig
-from xmatch_train.finetune.report import evaluate_finetune_runs
+from xmatch_train.finetune.report import ROW_KEYS, evaluate_finetune_runs
 from xmatch_train.finetune.task import finetune
 
-ROWS = ("single", "late", "early", "early_pretrain", "early_pretrain_guidance")
+ROWS = tuple(ROW_KEYS)
 
 
 def row_config(base: FinetuneConfig, row: str, seed: int) -> FinetuneConfig:

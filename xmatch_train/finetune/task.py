@@ -38,6 +38,7 @@ from xmatch_train.finetune.studies import (
     SPLITS,
     Study,
     carve_validation,
+    read_grazpedwri,
     read_mura,
     read_study_csv,
     summary,
@@ -49,12 +50,13 @@ from xmatch_train.train import dist
 from xmatch_train.train.loop import fit
 
 SELECT = ("auc", "kappa", "accuracy", "neg_loss")
+FORMATS = ("mura", "grazpedwri", "csv")
 
 
 def check_config(cfg: FinetuneConfig) -> FinetuneConfig:
     """Raise `ValueError` naming the option for inconsistent settings; returns `cfg`."""
-    if cfg.data.format not in ("mura", "csv"):
-        raise ValueError(f"data.format must be 'mura' or 'csv', got {cfg.data.format!r}")
+    if cfg.data.format not in FORMATS:
+        raise ValueError(f"data.format must be one of {FORMATS}, got {cfg.data.format!r}")
     if cfg.model.fusion not in FUSIONS:
         raise ValueError(f"model.fusion must be one of {FUSIONS}, got {cfg.model.fusion!r}")
     if cfg.guidance.enabled and cfg.model.fusion != "early":
@@ -76,6 +78,8 @@ def load_studies(cfg: FinetuneConfig) -> list[Study]:
     d = cfg.data
     if d.format == "mura":
         studies = read_mura(d.root, d.body_parts, d.min_views)
+    elif d.format == "grazpedwri":
+        studies = read_grazpedwri(d.root, d.min_views, d.test_fraction, d.split_seed)
     else:
         studies = read_study_csv(d.root, d.min_views)
     if not studies:
@@ -124,22 +128,17 @@ def build_classifier(cfg: FinetuneConfig, pretrained: bool = True) -> FractureCl
         mlp_ratio=m.mlp_dim / m.width,
         drop_path=m.drop_path,
         pretrained_file=m.pretrained_file if pretrained else None,
+        stem=m.stem,
     )
     if pretrained and m.init_from:
         state, pre = pretrained_encoder_state(m.init_from)
-        mine = (cfg.data.image_size, m.patch_size, m.width, m.depth, m.heads, m.mlp_dim)
-        theirs = (
-            pre.model.img_size,
-            pre.model.patch_size,
-            pre.model.width,
-            pre.model.depth,
-            pre.model.heads,
-            pre.model.mlp_dim,
-        )
+        mine = (cfg.data.image_size, m.patch_size, m.width, m.depth, m.heads, m.mlp_dim, m.stem)
+        p = pre.model
+        theirs = (p.img_size, p.patch_size, p.width, p.depth, p.heads, p.mlp_dim, p.stem)
         if mine != theirs:
             raise ValueError(
                 f"model.init_from {m.init_from}: its ViT (img_size, patch, width, depth, heads, "
-                f"mlp_dim) = {theirs} differs from this classifier's {mine}"
+                f"mlp_dim, stem) = {theirs} differs from this classifier's {mine}"
             )
         encoder.load_state_dict(state)
     return FractureClassifier(

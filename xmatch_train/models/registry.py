@@ -40,6 +40,8 @@ class ModelConfig:
         dropout: dropout in the attention modules' MLPs.
         img_size: ViT input side in pixels.
         patch_size: ViT patch side in pixels.
+        stem: ViT patch embedding, ``patch`` (linear, the paper's) or ``conv`` (a small
+            convolutional stem, `xmatch_train.models.vit.conv_stem`; the CPU default).
         input_mean, input_std: image normalisation (x - mean) / std.
         head: ``cosine`` (the paper's squared cosine of L2-normalised descriptors, trained
             with MSE) or ``prior`` (`PriorMixtureHead`: learned geometric priors chosen by the
@@ -61,6 +63,7 @@ class ModelConfig:
     dropout: float = 0.0
     img_size: int = 256
     patch_size: int = 16
+    stem: str = "patch"
     input_mean: float = 0.45
     input_std: float = 0.225
     head: str = "cosine"
@@ -123,6 +126,7 @@ def _vit_s(cfg: ModelConfig) -> CorrespondenceModel:
         heads=cfg.heads,
         mlp_ratio=cfg.mlp_dim / cfg.width,
         pretrained_file=cfg.pretrained_file,
+        stem=cfg.stem,
     )
     encoder = ViTPairEncoder(vit)
     return CorrespondenceModel(encoder, cfg.width, cfg.input_mean, cfg.input_std, _head(cfg))
