@@ -11,6 +11,7 @@ PRETRAIN_CT    := data/pretrain_ct
 FT_STORE       := data/finetune_pretrain.zarr
 DATASET        ?= synthetic
 MURA_DIR       ?= data/mura
+GRAZ_DIR       ?= data/grazpedwri
 
 .PHONY: install test test-slow lint format demo data pretrain-data pretrain finetune bench clean clean-numba
 
@@ -81,8 +82,13 @@ else ifeq ($(DATASET),mura)
 	$(BIN)/drrgen build --config pipelines/pretrain_vit_s_store.yaml --ct-dir $(PRETRAIN_CT) --out data/pretrain256.zarr
 	$(BIN)/xmatch pretrain --config pipelines/pretrain_vit_s.yaml
 	$(BIN)/xmatch finetune-table --config pipelines/finetune_mura.yaml data.root=$(MURA_DIR)
+else ifeq ($(DATASET),grazpedwri)
+	$(MAKE) pretrain-data
+	$(BIN)/drrgen build --config pipelines/pretrain_vit_s_store.yaml --ct-dir $(PRETRAIN_CT) --out data/pretrain256.zarr
+	$(BIN)/xmatch pretrain --config pipelines/pretrain_vit_s.yaml
+	$(BIN)/xmatch finetune-table --config pipelines/finetune_grazpedwri.yaml data.root=$(GRAZ_DIR)
 else
-	$(error DATASET must be synthetic or mura)
+	$(error DATASET must be synthetic, mura or grazpedwri)
 endif
 
 bench: install

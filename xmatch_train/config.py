@@ -228,25 +228,55 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
     return data
 
 
+def _merge(base: dict, top: dict) -> dict:
+    """`top` over `base`, recursively for nested mappings."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            value = _merge(out[key], value)
+        out[key] = value
+    return out
+
+
+def read_yaml(path: str | Path, _chain: tuple = ()) -> dict:
+    """A YAML config as a dict, with its ``defaults:`` include resolved.
+
+    ``defaults: other.yaml`` (a path relative to the file, or a list of them, applied in order)
+    loads those files first; the file's own keys override theirs, nested sections key by key.
+
+    Raises:
+        ConfigError: unreadable file, invalid YAML, an include cycle (names the files).
+    """
+    path = Path(path)
+    if path.resolve() in _chain:
+        raise ConfigError(f"{path}: defaults include cycle ({' -> '.join(map(str, _chain))})")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML ({err})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    includes = data.pop("defaults", None) or []
+    merged: dict = {}
+    for include in [includes] if isinstance(includes, str) else includes:
+        merged = _merge(merged, read_yaml(path.parent / include, (*_chain, path.resolve())))
+    return _merge(merged, data)
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None, cls=PretrainConfig):
-    """Read a YAML config, apply dotted overrides, return the typed dataclass.
+    """Read a YAML config (``defaults:`` includes resolved, `read_yaml`), apply dotted
+    overrides, return the typed dataclass.
 
     Raises:
         ConfigError: unreadable file, invalid YAML, unknown key or ill-typed value; the message
             names the file, the overrides and the key.
     """
-    data: dict = {}
     source = "defaults" if path is None else str(path)
     if overrides:
         source += f" + overrides {list(overrides)}"
-    if path is not None:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except OSError as err:
-            raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: invalid YAML ({err})") from err
+    data = {} if path is None else read_yaml(path)
     try:
         return from_dict(cls, apply_overrides(data, overrides), "config")
     except ConfigError as err:

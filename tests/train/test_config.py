@@ -84,3 +84,27 @@ def test_shipped_models_give_the_16x16_grid_of_a_256px_patch16_store(name):
     with torch.no_grad():
         out = model(torch.rand(1, 1, side, side), torch.rand(1, 1, side, side))
     assert out["corr"].shape == (1, 256, 256)
+
+
+def test_defaults_include_merges_sections_key_by_key(tmp_path):
+    (tmp_path / "base.yaml").write_text("run_dir: a\noptim: {lr: 0.1, warmup_steps: 7}\n")
+    (tmp_path / "top.yaml").write_text("defaults: base.yaml\noptim: {lr: 0.5}\n")
+    cfg = load_config(tmp_path / "top.yaml", ["train.steps=3"])
+    assert (cfg.run_dir, cfg.optim.lr, cfg.optim.warmup_steps, cfg.train.steps) == ("a", 0.5, 7, 3)
+    (tmp_path / "base.yaml").write_text("defaults: top.yaml\n")
+    with pytest.raises(ConfigError, match="defaults include cycle"):
+        load_config(tmp_path / "top.yaml")
+    (tmp_path / "top.yaml").write_text("defaults: missing.yaml\n")
+    with pytest.raises(ConfigError, match="missing.yaml: cannot read config"):
+        load_config(tmp_path / "top.yaml")
+
+
+def test_grazpedwri_config_is_the_mura_one_on_another_dataset():
+    from xmatch_train.config import to_dict
+    from xmatch_train.finetune import FinetuneConfig
+
+    pipelines = Path(__file__).resolve().parents[2] / "pipelines"
+    graz = to_dict(load_config(pipelines / "finetune_grazpedwri.yaml", cls=FinetuneConfig))
+    mura = to_dict(load_config(pipelines / "finetune_mura.yaml", cls=FinetuneConfig))
+    assert graz["data"]["format"] == "grazpedwri" and graz["model"] == mura["model"]
+    assert graz["optim"] == mura["optim"] and graz["table"]["pretrained_lr"] == 1e-5
