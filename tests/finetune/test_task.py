@@ -111,9 +111,11 @@ def test_table_driver_rows_seeds_and_kept_runs(easy_studies, pretrain_run, tmp_p
     args = ["finetune-table", "--config", str(path), "--rows", "single,early_pretrain_guidance"]
     result = CliRunner().invoke(app, args + ["--out", str(tmp_path / "t")])
     assert result.exit_code == 0, result.output
-    lines = (tmp_path / "t" / "table.md").read_text(encoding="utf-8").splitlines()
+    text = (tmp_path / "t" / "table.md").read_text(encoding="utf-8")
+    lines = text.split("\n\n")[1].splitlines()  # the results table, before the comparisons
     assert lines[-2].startswith("| – | – | Single |") and lines[-2].endswith("| 2 |")
     assert lines[-1].startswith("| ✓ | ✓ | Early |")
+    assert "alpha per layer" in text
     metrics = json.loads((tmp_path / "t" / "metrics.json").read_text(encoding="utf-8"))
     assert len(metrics["runs"]) == 4 and len(metrics["rows"]) == 2
     guided = load_config(

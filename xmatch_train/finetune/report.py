@@ -172,7 +172,7 @@ def paired_comparisons(
             continue
         ids = [sid for sid, _, _ in a[0]]
         if any([sid for sid, _, _ in run] != ids for run in a + b):
-            raise ValueError(f"rows {name_a} and {name_b} were scored on different studies")
+            continue  # runs on other study lists (other data) cannot be paired
         labels = np.array([label for _, label, _ in a[0]])
         if labels.min() == labels.max():
             continue  # AUC needs both classes
@@ -184,13 +184,15 @@ def paired_comparisons(
     return out
 
 
-def comparisons_markdown(comparisons: list[dict], alphas: dict[str, list[float]]) -> str:
+def comparisons_markdown(
+    comparisons: list[dict], alphas: dict[str, list[float]], split: str = "test"
+) -> str:
     """The paired comparisons and the learnt guidance alphas, as Markdown under the table."""
     lines = []
     if comparisons:
         lines += [
             "",
-            "Paired comparisons on the same test studies (AUC difference of the seed means, "
+            f"Paired comparisons on the same {split} studies (AUC difference of the seed means, "
             "percentile 95 % CI from a bootstrap over studies, stratified by label):",
             "",
             "| Rows (A - B) | AUC A - B | 95 % CI | P(A - B <= 0) |",
@@ -261,7 +263,7 @@ def evaluate_finetune_runs(
     n = sum(len(v) for v in grouped.values())
     title = f"{', '.join(sorted(sources))}, split {split}, {n} run(s)"
     comparisons = paired_comparisons(predicted)
-    table = markdown_table(rows, title) + comparisons_markdown(comparisons, alphas)
+    table = markdown_table(rows, title) + comparisons_markdown(comparisons, alphas, split)
     (out / "table.md").write_text(table, encoding="utf-8")
 
     def clean(x):
