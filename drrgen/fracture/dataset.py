@@ -242,6 +242,16 @@ def draw_views(
     return views[0], views[1]
 
 
+def _visible_fracture(volume, rng, cfg, bones, regions, entry, tries: int = 5):
+    """`simulate_fracture`, drawn again (same stream) while it changed no voxel: a positive
+    study must show a fracture."""
+    for _ in range(tries):
+        fractured, fracture = simulate_fracture(volume, rng, cfg.fracture, bones, regions)
+        if fracture.changed_voxels > 0:
+            return fractured, fracture
+    raise ValueError(f"{entry.key}: {tries} simulated fractures changed no voxel")
+
+
 def volume_studies(
     index: int,
     entry: VolumeEntry,
@@ -269,7 +279,7 @@ def volume_studies(
         rng = np.random.default_rng([cfg.seed, index, s])
         study_id = f"v{index:03d}_s{s:03d}"
         if labels[s]:
-            fractured, fracture = simulate_fracture(volume, rng, cfg.fracture, bones, regions)
+            fractured, fracture = _visible_fracture(volume, rng, cfg, bones, regions, entry)
             mu, point, info = (
                 fractured.to_mu(cfg.views.mu_water),
                 fracture.point,

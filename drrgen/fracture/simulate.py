@@ -121,11 +121,14 @@ class Fracture:
         point: (3,) the cut point on the bone's long axis.
         normal: (3,) the cut plane's normal (pointing into the moved fragment).
         axis: (3,) the bone's long axis.
-        rotation: (3, 3) rotation of the main (far) fragment about `point` (identity for gaps).
-        translation: (3,) its translation after the rotation, mm (zero for gaps).
+        rotation: (3, 3) rotation of the main (far) fragment about `point` (identity for gaps
+            and where the cut left no far piece).
+        translation: (3,) its translation after the rotation, mm (zero where R is identity).
         gap_mm: slab width of a gap fracture (0 otherwise).
         segment_mm: intermediate segment length of a comminuted fracture (0 otherwise).
-        fragments: pieces that moved (1 displaced, 3 comminuted, 0 gap).
+        fragments: pieces that moved: 1 displaced, up to 3 comminuted (the far piece and the
+            two halves of the middle segment; fewer where a cut near the bone's end leaves a
+            piece empty), 0 gap.
         changed_voxels: voxels whose HU changed by more than 1.
     """
 
@@ -323,10 +326,16 @@ class _Prepared:
     noise_hu: float
 
 
+WEDGE_TURN_DEG = (3.0, 10.0)  # turn of each half of a comminuted fracture's middle segment
+
+
 def _prepare(volume: Volume, site: Site, cfg: FractureConfig, bones: tuple) -> _Prepared:
     spacing = float(volume.spacing.min())
-    motion_mm = cfg.shift_mm[1] + max(abs(x) for x in cfg.axial_mm) + cfg.segment_mm[1]
-    motion_mm += np.deg2rad(cfg.angle_deg[1]) * (site.extent[1] - site.extent[0])
+    length = site.extent[1] - site.extent[0]  # bounds every piece's lever arm about the cut
+    far_mm = cfg.shift_mm[1] + max(abs(x) for x in cfg.axial_mm)
+    far_mm += np.deg2rad(cfg.angle_deg[1]) * length
+    wedge_mm = cfg.fragment_shift_mm[1] + np.deg2rad(WEDGE_TURN_DEG[1]) * length
+    motion_mm = max(far_mm, wedge_mm)  # the box must hold every piece where it can go
     margin_vox = int(np.ceil(cfg.margin_mm / spacing))
     component = bones[0] == site.label
     box = _box(component, margin_vox + 4 + int(np.ceil(motion_mm / spacing)))
@@ -432,13 +441,15 @@ def simulate_fracture(
             split = _plane_distance(volume, prep.box, point, _perpendicular(rng, axis))
             middle = region & (side > 0) & (side <= segment)
             for half in (middle & (split > 0), middle & (split <= 0)):
-                turn = rotation_matrix(_perpendicular(rng, axis), rng.uniform(3.0, 10.0))
+                turn = rotation_matrix(_perpendicular(rng, axis), rng.uniform(*WEDGE_TURN_DEG))
                 push = _shift(rng, axis, cfg.fragment_shift_mm, (0.0, 0.0))
                 moves.append((half, turn, push))
         rotation = rotation_matrix(_perpendicular(rng, axis), rng.uniform(*cfg.angle_deg))
         translation = _shift(rng, axis, cfg.shift_mm, cfg.axial_mm)
         moves.append((far, rotation, translation))
-        moves = [m for m in moves if m[0].any()]  # a cut near a bone's end leaves no piece
+        if not far.any():  # a cut near a bone's end: no far piece, nothing to record
+            rotation, translation = np.eye(3), np.zeros(3)
+        moves = [m for m in moves if m[0].any()]
         for mask, _, _ in moves:  # clear every piece first, then composite the moved ones
             out[mask] = tissue(mask)
         for mask, turn, push in moves:

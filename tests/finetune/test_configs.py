@@ -54,3 +54,18 @@ def test_synthetic_store_fits_the_pretraining():
         load_config(PIPELINES / "finetune_mura.yaml", cls=FinetuneConfig).table.pretrained_lr
         == 1e-5
     )
+
+
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("data.test_fraction=1.0", "data.test_fraction"),
+        ("data.val_fraction=-0.1", "data.val_fraction"),
+        ("model.fusion=middle", "model.fusion"),
+        ("data.image_size=100", "data.image_size"),
+    ],
+)
+def test_inconsistent_settings_name_the_option(override, match):
+    cfg = load_config(PIPELINES / "finetune_synthetic.yaml", [override], cls=FinetuneConfig)
+    with pytest.raises(ValueError, match=match):
+        check_config(cfg)

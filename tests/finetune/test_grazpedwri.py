@@ -24,6 +24,7 @@ def _rows():
     return [
         ("0001", "1111", "01", "L", 1, "1.0"),  # exam 1111 left: AP + lateral, fractured
         ("0001", "1111", "02", "L", 2, ""),
+        ("0001", "1111", "05", "L", 3, ""),  # oblique: not one of the AP/lateral views
         ("0001", "2222", "01", "L", 2, ""),  # a later exam of the same wrist: intact
         ("0001", "2222", "02", "L", 1, ""),
         ("0002", "3333", "01", "R", 1, ""),  # right wrist, one image only: dropped
@@ -53,7 +54,7 @@ def test_studies_are_exams_per_side_ap_first_label_any_image(graz_tree):
     assert studies["0001_1111_L"].label == 1 and studies["0001_2222_L"].label == 0
     assert studies["0003_4444_R"].label == 1  # the lateral view shows it
     for s in studies.values():  # AP (projection 1) first, then lateral
-        assert [Path(p).name.split("_")[3][-1] for p in s.images] == ["1", "2"]
+        assert [Path(p).name.split("_")[3][-1] for p in s.images] == ["1", "2"]  # no oblique
         assert all(Path(p).is_file() for p in s.images) and s.part == "WRIST"
     assert {s.split for s in studies.values()} == {"train"}
 
@@ -84,6 +85,6 @@ def test_errors_name_the_file(graz_tree, tmp_path_factory):
         read_grazpedwri(empty)
     next(graz_tree.rglob("0003_4444_03_*.png")).unlink()
     with pytest.raises(
-        StudyDataError, match=r"line 7: image 0003_4444_03_WRI-R2_M010.png not found"
+        StudyDataError, match=r"line 8: image 0003_4444_03_WRI-R2_M010.png not found"
     ):
         read_grazpedwri(graz_tree)

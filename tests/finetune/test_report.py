@@ -8,7 +8,7 @@ from xmatch_train.finetune.report import ROW_KEYS, comparisons_markdown, paired_
 
 
 def _runs(ids, labels, probs):
-    return [list(zip(ids, labels, p)) for p in probs]
+    return [list(zip(ids, labels, p, strict=True)) for p in probs]
 
 
 def test_paired_comparison_of_a_better_row_and_skips():

@@ -126,3 +126,12 @@ def test_preview_picks_one_study_per_volume_first():
     ]
     assert [r["study_id"] for r in _pick(recs, 1, 3, "test")] == ["0_0", "1_0", "0_1"]
     assert _pick(recs, 0, 3, "test") == [] and len(_pick(recs, 1, 9, "test")) == 4
+
+
+def test_a_fracture_that_changes_nothing_is_never_a_positive(tmp_path):
+    from drrgen.fracture import FractureConfig
+
+    blank = FractureConfig(kinds=("gap",), kind_probs=(1.0,), gap_mm=(0.0, 0.0))  # empty slab
+    cfg = replace(TINY, phantoms=1, fracture=blank)
+    with pytest.raises(ValueError, match="changed no voxel"):
+        write_fracture_dataset(tmp_path / "fx", cfg, progress=False, workers=1)

@@ -152,3 +152,12 @@ def test_plane_distance_is_the_signed_distance_of_voxel_centres():
     xyz = vol.index_to_world(np.stack([i, j, k], -1).reshape(-1, 3).astype(float))
     expected = ((xyz - point) @ normal).reshape(k.shape)
     np.testing.assert_allclose(_plane_distance(vol, box, point, normal), expected, atol=1e-4)
+
+
+def test_comminuted_cut_near_the_end_records_only_what_moved(forearm):
+    # The middle segment reaches past the bone's end: no far piece, so no far-piece motion.
+    cfg = replace(COMMINUTED, cut_range=(0.05, 0.1), segment_mm=(150.0, 160.0))
+    fractured, rec = simulate_fracture(forearm, np.random.default_rng(0), cfg)
+    assert rec.fragments == 2 and rec.changed_voxels > 0
+    np.testing.assert_array_equal(rec.rotation, np.eye(3))
+    np.testing.assert_array_equal(rec.translation, np.zeros(3))

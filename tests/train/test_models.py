@@ -149,6 +149,12 @@ def test_vit_loads_a_timm_checkpoint_with_other_depth_grid_and_channels(tmp_path
         vit.vit.patch_embed.proj.weight, src.patch_embed.proj.weight.sum(1, keepdim=True)
     )
     assert vit.vit.pos_embed.shape == (1, 1 + 64, 32)
+    # a conv stem takes the file's blocks and positions; only the stem starts fresh
+    conv = MultiViewViT(
+        img_size=64, patch_size=8, width=32, depth=2, heads=2, stem="conv", pretrained_file=path
+    )
+    torch.testing.assert_close(conv.blocks[1].attn.qkv.weight, src.blocks[1].attn.qkv.weight)
+    assert isinstance(conv.vit.patch_embed.proj, torch.nn.Sequential)
 
 
 def test_vit_s_pretraining_weights_load_into_the_classifier_encoder():

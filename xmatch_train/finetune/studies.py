@@ -15,8 +15,9 @@ fractured). Two readers build them:
   ``patient_id``, ``laterality`` L/R, ``projection`` 1 = AP / 2 = lateral, ``fracture_visible``
   1 or empty) and the PNGs anywhere below the root (``images/`` or the distributed
   ``images_part*/`` folders). A study is the images of one patient, one examination (the
-  second field of the file stem) and one side; its label is 1 when any of its images shows a
-  visible fracture; AP images come first. Studies are split by patient: ``test_fraction`` of
+  second field of the file stem) and one side; its views are the AP and lateral images (AP
+  first; obliques and other projections are left out), its label is 1 when any of its images,
+  obliques included, shows a visible fracture. Studies are split by patient: ``test_fraction`` of
   the patients (seeded) is the test set, the rest training (validation is carved from it).
 * `read_study_csv`: the generic format for private data, a CSV with a header::
 
@@ -285,6 +286,7 @@ def read_grazpedwri(
 
     Raises:
         StudyDataError: no ``dataset.csv``, missing columns, malformed rows, missing images.
+            Rows with a projection other than 1 (AP) or 2 (lateral) are skipped.
     """
     root = Path(root).expanduser()
     table = root / "dataset.csv"
@@ -304,21 +306,23 @@ def read_grazpedwri(
         cell = dict(zip(header, (c.strip() for c in row), strict=False))
         stem, side, proj = cell["filestem"], cell["laterality"].upper(), cell["projection"]
         parts = stem.split("_")
-        if len(parts) < 3 or side not in ("L", "R") or proj not in ("1", "2", "1.0", "2.0"):
+        if len(parts) < 3 or side not in ("L", "R"):
             raise StudyDataError(
-                f"{table}, line {n}: expected a file stem PATIENT_EXAM_..., laterality L/R "
-                f"and projection 1/2, got {stem!r}, {side!r}, {proj!r}"
+                f"{table}, line {n}: expected a file stem PATIENT_EXAM_... and laterality L/R, "
+                f"got {stem!r}, {side!r}"
             )
+        key = (cell["patient_id"], parts[1], side)
+        entry = groups.setdefault(key, dict(images=[], label=0))
+        if cell["fracture_visible"] not in ("", "0", "0.0", "nan"):
+            entry["label"] = 1  # the study's label, whichever of its images shows it
+        if proj not in ("1", "2", "1.0", "2.0"):
+            continue  # oblique (3) and other projections are not AP/lateral views
         path = files.get(stem)
         if path is None:
             if check_files:
                 raise StudyDataError(f"{table}, line {n}: image {stem}.png not found below {root}")
             path = str(root / "images" / f"{stem}.png")
-        key = (cell["patient_id"], parts[1], side)
-        entry = groups.setdefault(key, dict(images=[], label=0))
         entry["images"].append((int(float(proj)), natural_key(stem), path))
-        if cell["fracture_visible"] not in ("", "0", "0.0", "nan"):
-            entry["label"] = 1
     patients = sorted({k[0] for k in groups}, key=natural_key)
     order = np.random.default_rng([seed, 23]).permutation(len(patients))
     test = {patients[i] for i in order[: int(round(test_fraction * len(patients)))]}

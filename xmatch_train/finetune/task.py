@@ -65,6 +65,9 @@ def check_config(cfg: FinetuneConfig) -> FinetuneConfig:
         raise ValueError("guidance.enabled needs guidance.run (or model.init_from): a pretraining")
     if cfg.select_metric not in SELECT:
         raise ValueError(f"select_metric must be one of {SELECT}, got {cfg.select_metric!r}")
+    for key in ("val_fraction", "test_fraction"):
+        if not 0 <= getattr(cfg.data, key) < 1:
+            raise ValueError(f"data.{key} must be in [0, 1), got {getattr(cfg.data, key)}")
     if cfg.data.image_size % cfg.model.patch_size:
         raise ValueError(
             f"data.image_size {cfg.data.image_size} must be a multiple of model.patch_size "

@@ -100,10 +100,10 @@ class MultiViewViT(nn.Module):
         nn.init.trunc_normal_(self.view_embed, std=0.02)
         self.width = width
         self.grid = tuple(self.vit.patch_embed.grid_size)
+        if pretrained_file:  # before the stem swap: a timm file has a patch-conv stem
+            load_timm_weights(self.vit, pretrained_file)
         if stem == "conv":  # timm's PatchEmbed flattens whatever its proj returns
             self.vit.patch_embed.proj = conv_stem(in_chans, width, patch_size)
-        if pretrained_file:
-            load_timm_weights(self.vit, pretrained_file)
 
     @property
     def blocks(self) -> nn.ModuleList:
