@@ -14,7 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+
+from drrgen.store_contract import (
+    CHECKSUMMED,
+    FORMAT,
+    FORMAT_VERSION,
+    Layout,
+    create_arrays,
+    pairs_of,
+    write_block,
+)
 
 HU_AIR, HU_SOFT, HU_MARROW, HU_CORTEX = -1000.0, 40.0, 300.0, 1500.0
 
@@ -55,19 +64,25 @@ def toy_volume(seed: int, n: int = 32, spacing_mm: float = 3.0):
 
 
 def toy_views(volume, rng: np.random.Generator, n_views: int, size: int):
-    """Draw `n_views` C-arm views around `volume`'s centre, primary angles near 0/90/180/270."""
+    """Draw `n_views` C-arm views around `volume`'s centre, primary angles near 0/90/180/270.
+
+    Returns:
+        (views, pose): the `View` list and (V, 6) float32 C-arm parameters in the store's
+        ``pose_fields`` order (primary, secondary deg; SID, SDD, pixel mm; in-plane deg).
+    """
     from drrgen.geometry.carm import carm_view
 
     extent = float(np.max(volume.spacing * np.array(volume.shape_ijk)))
-    views = []
+    views, pose = [], []
     for _ in range(n_views):
         primary = 90.0 * rng.integers(4) + rng.normal(0, 10)
         sid, idd = rng.uniform(1000, 1100), rng.uniform(800, 1200)
         pixel = extent * (sid + idd) / sid / (size * rng.uniform(0.8, 0.95))
+        secondary = float(np.clip(rng.normal(0, 15), -40, 40))
         views.append(
             carm_view(
                 primary,
-                float(np.clip(rng.normal(0, 15), -40, 40)),
+                secondary,
                 source_to_isocenter_mm=sid,
                 source_to_detector_mm=sid + idd,
                 pixel_mm=pixel,
@@ -75,11 +90,13 @@ def toy_views(volume, rng: np.random.Generator, n_views: int, size: int):
                 isocenter=volume.center,
             )
         )
-    return views
+        pose.append([primary, secondary, sid, sid + idd, pixel, 0.0])
+    return views, np.asarray(pose, np.float32)
 
 
-def toy_sample(volume, rng: np.random.Generator, n_views: int, size: int, patch: int):
-    """Render one sample: (views (V, H, W), corr (P, N, N), geometry (V, 12), crop (2, 3))."""
+def toy_sample(volume, rng: np.random.Generator, n_views: int, size: int, patch: int) -> dict:
+    """Render one sample: name -> one sample of the store's arrays (``views`` (V, H, W),
+    ``corr`` (P, N, N), ``geometry`` (V, 12), ``pose`` (V, 6), ``crop`` (2, 3))."""
     from drrgen.correspondence import correspondence
     from drrgen.projector import project
 
@@ -87,12 +104,15 @@ def toy_sample(volume, rng: np.random.Generator, n_views: int, size: int, patch:
     ext = np.maximum(4, (shape * rng.uniform(0.6, 1.0, size=3)).astype(int))
     start = rng.integers(0, shape - ext + 1)
     crop = volume.crop(start, start + ext)
-    views = toy_views(crop, rng, n_views, size)
+    views, pose = toy_views(crop, rng, n_views, size)
     mu = crop.to_mu()
-    images = np.stack([project(mu, v, threads=1) for v in views])
-    corr = correspondence(crop, views, patch=patch, threads=1)
-    geometry = np.stack([v.as_vector() for v in views])
-    return images, corr, geometry, np.stack([start, start + ext]).astype(np.int32)
+    return {
+        "views": np.stack([project(mu, v, threads=1) for v in views]),
+        "corr": correspondence(crop, views, patch=patch, threads=1),
+        "geometry": np.stack([v.as_vector() for v in views]),
+        "pose": pose,
+        "crop": np.stack([start, start + ext]),
+    }
 
 
 def write_toy_store(
@@ -108,7 +128,7 @@ def write_toy_store(
     complete: bool = True,
     unwritten_blocks: tuple[int, ...] = (),
 ) -> Path:
-    """Write a small store with the arrays and attributes of the `drrgen build` contract.
+    """Write a small store to the `drrgen.store_contract` (arrays, checksums, attributes).
 
     Args:
         path: store directory (created; must not exist).
@@ -126,31 +146,14 @@ def write_toy_store(
     Returns:
         The store path.
     """
+    from drrgen.build.sampling import POSE_FIELDS
+
     if samples_per_volume % block:
         raise ValueError("samples_per_volume must be a multiple of block")
     path = Path(path)
-    s, p, n = n_volumes * samples_per_volume, views * (views - 1) // 2, (size // patch) ** 2
+    layout = Layout(n_volumes, samples_per_volume, block, views, size, patch)
     group = zarr.open_group(str(path), mode="w-")
-    blosc = (BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),)
-    specs = {
-        "views": ((s, views, size, size), "float16", np.nan),
-        "corr": ((s, p, n, n), "float16", np.nan),
-        "geometry": ((s, views, 12), "float64", np.nan),
-        "crop": ((s, 2, 3), "int32", -1),
-        "volume_id": ((s,), "int32", -1),
-    }
-    arrays = {
-        name: group.create_array(
-            name,
-            shape=shape,
-            dtype=dtype,
-            chunks=(1, *shape[1:]),
-            shards=(block, *shape[1:]),
-            compressors=blosc,
-            fill_value=fill,
-        )
-        for name, (shape, dtype, fill) in specs.items()
-    }
+    create_arrays(group, layout)
     table = []
     for vid in range(n_volumes):
         volume = toy_volume(seed * 1000 + vid)
@@ -163,22 +166,17 @@ def write_toy_store(
                 spacing=[float(x) for x in volume.spacing],
             )
         )
-        for b in range(samples_per_volume // block):
-            s0 = vid * samples_per_volume + b * block
-            if s0 // block in unwritten_blocks:
+        for b in layout.volume_blocks(vid):
+            if b in unwritten_blocks:
                 continue
-            rng = np.random.default_rng([seed, vid, b])
+            rng = np.random.default_rng([seed, vid, layout.block_volume(b)[1]])
             out = [toy_sample(volume, rng, views, size, patch) for _ in range(block)]
-            sl = slice(s0, s0 + block)
-            arrays["views"][sl] = np.stack([o[0] for o in out]).astype(np.float16)
-            arrays["corr"][sl] = np.stack([o[1] for o in out]).astype(np.float16)
-            arrays["geometry"][sl] = np.stack([o[2] for o in out])
-            arrays["crop"][sl] = np.stack([o[3] for o in out])
-            arrays["volume_id"][sl] = np.full(block, vid, np.int32)
+            arrays = {name: np.stack([o[name] for o in out]) for name in CHECKSUMMED}
+            write_block(group, layout, b, arrays | {"volume_id": np.full(block, vid)})
     group.attrs.update(
         dict(
-            format="drrgen.pairs",
-            format_version=1,
+            format=FORMAT,
+            format_version=FORMAT_VERSION,
             params=dict(
                 samples_per_ct=samples_per_volume,
                 views=views,
@@ -194,6 +192,8 @@ def write_toy_store(
             views=views,
             block=block,
             samples_per_ct=samples_per_volume,
+            pairs=[list(p) for p in pairs_of(views)],
+            pose_fields=list(POSE_FIELDS),
             volumes=table,
             failed=[],
             complete=bool(complete),

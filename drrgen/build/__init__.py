@@ -16,10 +16,10 @@ _API = {
     "discover_cts": "drrgen.build.discover",
     "BuildSummary": "drrgen.build.pipeline",
     "build": "drrgen.build.pipeline",
-    "FORMAT": "drrgen.build.store",
-    "FORMAT_VERSION": "drrgen.build.store",
-    "Layout": "drrgen.build.store",
-    "StoreError": "drrgen.build.store",
+    "FORMAT": "drrgen.store_contract",
+    "FORMAT_VERSION": "drrgen.store_contract",
+    "Layout": "drrgen.store_contract",
+    "StoreError": "drrgen.store_contract",
     "open_store": "drrgen.build.store",
 }
 

@@ -106,8 +106,10 @@ class BuildConfig:
 
     @property
     def pairs(self) -> list[tuple[int, int]]:
-        """View pairs (i, j), i < j, in the order (0,1), (0,2), ..., (V-2, V-1)."""
-        return [(i, j) for i in range(self.views) for j in range(i + 1, self.views)]
+        """View pairs (i, j), i < j, in the store contract's order (0,1), (0,2), ..., (V-2, V-1)."""
+        from drrgen.store_contract import pairs_of  # imported here: reading a config loads no Zarr
+
+        return pairs_of(self.views)
 
     @property
     def patches_per_view(self) -> int:

@@ -7,7 +7,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from drrgen.build.store import ARRAY_NAMES, Layout, open_store, written_blocks
+from drrgen.build.store import open_store
+from drrgen.store_contract import (
+    CHECKSUMMED,
+    Layout,
+    array_names,
+    array_problems,
+    block_problems,
+    repair_command,
+    written_blocks,
+)
 
 
 def store_info(url: str, storage_options: dict | None = None) -> dict:
@@ -20,10 +29,11 @@ def store_info(url: str, storage_options: dict | None = None) -> dict:
     """
     group = open_store(url, "r", storage_options)
     attrs = dict(group.attrs)
-    layout = Layout.from_attrs(attrs)
+    layout = Layout.from_attrs(attrs, url)
     done = written_blocks(group, layout)
     per_volume = done.reshape(layout.n_volumes, layout.blocks_per_volume).sum(1) * layout.block
-    nbytes = {name: int(group[name].nbytes_stored()) for name in ARRAY_NAMES}
+    names = array_names(int(attrs["format_version"]))
+    nbytes = {name: int(group[name].nbytes_stored()) for name in names}
     return {
         "url": url,
         "attrs": attrs,
@@ -88,16 +98,20 @@ class VerifyReport:
         url: the store.
         checked_blocks: blocks whose data was read and checked.
         missing_blocks: blocks not written that belong to no failed volume.
+        damaged_blocks: written blocks whose data is damaged.
         failed_volumes: the store's ``failed`` entries.
-        problems: one line per problem found.
+        problems: one line per problem found (one per damaged block).
+        notes: what was not checked (e.g. no checksums in a format 1 store).
         allow_failed: failed volumes are not counted as problems.
     """
 
     url: str
     checked_blocks: int = 0
     missing_blocks: list = field(default_factory=list)
+    damaged_blocks: list = field(default_factory=list)
     failed_volumes: list = field(default_factory=list)
     problems: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
     allow_failed: bool = False
 
     @property
@@ -115,40 +129,37 @@ class VerifyReport:
         lines += [f"  {p}" for p in shown]
         if len(self.problems) > len(shown):
             lines.append(f"  ... and {len(self.problems) - len(shown)} more")
+        lines += [f"  note: {n}" for n in self.notes]
+        if self.damaged_blocks or self.missing_blocks:
+            lines.append(f"  repair: {repair_command(self.url)}")
         return "\n".join(lines)
 
 
-def _check_arrays(group, layout: Layout) -> list[str]:
-    """Shapes, dtypes, chunks and shards against the contract."""
-    problems = []
-    for name, spec in layout.array_specs().items():
-        if name not in group:
-            problems.append(f"array {name!r} is missing")
-            continue
-        arr = group[name]
-        shape = tuple(spec["shape"])
-        if tuple(arr.shape) != shape or str(arr.dtype) != spec["dtype"]:
-            problems.append(
-                f"{name}: shape {arr.shape} {arr.dtype}, expected {shape} {spec['dtype']}"
-            )
-        elif tuple(arr.chunks) != (1, *shape[1:]) or tuple(arr.shards or ()) != (
-            layout.block,
-            *shape[1:],
-        ):
-            problems.append(
-                f"{name}: chunks {arr.chunks} shards {arr.shards}, expected one "
-                f"sample per chunk and {layout.block} per shard"
-            )
-    return problems
+def check_written_block(group, layout: Layout, block: int, version: int):
+    """Read one written block and check it against its checksums (format 1: fill values).
+
+    Returns:
+        (problems, data): one phrase per damaged array (`block_problems`, plus arrays that
+        cannot be decoded); data: name -> (block, ...) values of the `CHECKSUMMED` arrays.
+    """
+    sl = layout.block_samples(block)
+    problems, data = [], {}
+    for name in CHECKSUMMED + (("checksum",) if version >= 2 else ()):
+        try:
+            data[name] = np.asarray(group[name][sl])
+        except ValueError as exc:  # Zarr: a chunk whose CRC32C does not match
+            problems.append(f"{name}: cannot be read ({exc})")
+    checksums = data.pop("checksum", None)  # None: format 1, or unreadable (named above)
+    return problems + block_problems(data, checksums, sl.start), data
 
 
-def check_block(data: dict, layout: Layout, volume: dict) -> list[str]:
-    """Problems in one block's arrays (no NaN, value ranges, crops inside the volume)."""
+def check_block(data: dict, volume: dict) -> list[str]:
+    """Problems in one intact block's values (no NaN, ranges, crops inside the volume)."""
     problems = []
     for name in ("views", "corr", "geometry", "pose"):
         bad = ~np.isfinite(data[name])
         if bad.any():
-            problems.append(f"{name}: {int(bad.sum())} non-finite values (unwritten NaN fill?)")
+            problems.append(f"{name}: {int(bad.sum())} non-finite values")
     if np.nanmin(data["views"]) < 0:
         problems.append("views: negative line integrals")
     corr = data["corr"]
@@ -171,7 +182,8 @@ def verify_store(
 ) -> VerifyReport:
     """Check a store against its contract.
 
-    Reads every written block whole (shard-aligned), which also checks each chunk's CRC32C.
+    Reads every written block whole (shard-aligned): each chunk's CRC32C, each sample's
+    checksum (format 2; format 1 stores: the fill value only), then value ranges.
 
     Args:
         url: store path or URL.
@@ -181,15 +193,16 @@ def verify_store(
         progress: show a progress bar over blocks.
 
     Returns:
-        A `VerifyReport` (``ok`` tells the verdict).
+        A `VerifyReport` (``ok`` tells the verdict); one problem line per damaged block.
     """
     group = open_store(url, "r", storage_options)
     attrs = dict(group.attrs)
-    layout = Layout.from_attrs(attrs)
+    version = int(attrs["format_version"])
+    layout = Layout.from_attrs(attrs, url)
     report = VerifyReport(
         url, failed_volumes=list(attrs.get("failed", [])), allow_failed=allow_failed
     )
-    report.problems += _check_arrays(group, layout)
+    report.problems += array_problems(group, layout, version)
     if report.problems:
         return report
     done = written_blocks(group, layout)
@@ -209,17 +222,21 @@ def verify_store(
         )
     if quick:
         return report
-    blocks = np.flatnonzero(done)
-    for b in tqdm(blocks, desc="verify", unit="block", disable=not progress):
-        sl = layout.block_samples(int(b))
-        vid, _ = layout.block_volume(int(b))
-        try:
-            data = {name: np.asarray(group[name][sl]) for name in ARRAY_NAMES}
-        except Exception as exc:  # a CRC32C mismatch or an undecodable shard
-            report.problems.append(f"block {b}: cannot be read ({type(exc).__name__}: {exc})")
-            continue
-        report.problems += [
-            f"block {b}: {p}" for p in check_block(data, layout, attrs["volumes"][vid])
-        ]
+    if version < 2:
+        report.notes.append(
+            f"format {version} store without checksums: blocks checked for fill values "
+            "(NaN, -1) only; `drrgen verify --repair` records checksums"
+        )
+    for b in tqdm(np.flatnonzero(done), desc="verify", unit="block", disable=not progress):
+        b = int(b)
+        vid, _ = layout.block_volume(b)
+        volume = attrs["volumes"][vid]
+        problems, data = check_written_block(group, layout, b, version)
+        if problems:
+            report.damaged_blocks.append(b)
+        else:
+            problems = check_block(data, volume)
+        if problems:
+            report.problems.append(f"block {b} ({volume['path']}): " + "; ".join(problems))
         report.checked_blocks += 1
     return report

@@ -2,37 +2,38 @@
 
 Resumable and deterministic by construction: a block's samples depend only on (seed, volume,
 block), every task writes whole shards with the `volume_id` marker last, and a rerun reads the
-markers and runs only the blocks that are missing. Only this driver writes group attributes.
+markers, checks every written block against its checksums, and runs only the blocks that are
+missing or damaged. Only this driver writes group attributes.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import version as _pkg_version
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from drrgen.build.cluster import ClusterOptions, Runner, open_client
 from drrgen.build.config import BuildConfig
 from drrgen.build.discover import CTSource, discover_cts, hash_sources
+from drrgen.build.inspect import check_written_block
 from drrgen.build.sampling import POSE_FIELDS
-from drrgen.build.store import (
+from drrgen.build.store import clear_store, create_store, is_partial, open_store, store_is_empty
+from drrgen.build.tasks import BlockResult, BlockTask, Job, run_block
+from drrgen.store_contract import (
     FORMAT,
     FORMAT_VERSION,
     Layout,
     StoreError,
-    clear_store,
-    create_store,
-    is_partial,
-    open_store,
-    store_is_empty,
+    checksum_rows,
+    create_arrays,
     written_blocks,
 )
-from drrgen.build.tasks import BlockResult, BlockTask, Job, run_block
 
 STAGES = ("read", "sample", "drr", "corr", "write")
 INFO_KEYS = ("shape", "spacing", "affine")  # filled in from the first block read
@@ -46,8 +47,9 @@ class BuildSummary:
         store: the store's path or URL.
         n_samples: samples in the store's layout.
         n_pairs: view pairs per sample.
-        present_before: samples already written when this run started.
+        present_before: samples already written (and intact) when this run started.
         written: samples written by this run.
+        damaged: written blocks found damaged when this run started (rebuilt by it).
         failed: failed volumes: dicts with id, path, reason, blocks.
         seconds: wall time of this run, start-up included.
         timings: task seconds per stage (read, sample, drr, corr, write), summed over tasks;
@@ -61,6 +63,7 @@ class BuildSummary:
     n_pairs: int
     present_before: int = 0
     written: int = 0
+    damaged: int = 0
     failed: list = field(default_factory=list)
     seconds: float = 0.0
     timings: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
@@ -86,6 +89,10 @@ class BuildSummary:
             + ", ".join(f"{k} {t.get(k, 0.0):.2f}/{t.get('cpu_' + k, 0.0):.2f}" for k in STAGES)
             + " s (wall/cpu, summed over tasks)",
         ]
+        if self.damaged:
+            lines.insert(
+                2, f"damaged    {self.damaged} block(s) failed their checks and were built again"
+            )
         lines += [f"FAILED     {f['path']}: {f['reason']}" for f in self.failed]
         return "\n".join(lines)
 
@@ -314,9 +321,70 @@ def build(
     group, layout, done = prepare_store(
         out, cfg, table, str(Path(ct_dir).resolve()), overwrite, storage_options
     )
-    summary = BuildSummary(
-        out, layout.n_samples, layout.n_pairs, present_before=int(done.sum()) * layout.block
-    )
+    summary = BuildSummary(out, layout.n_samples, layout.n_pairs)
+    summary.damaged = verify_written(group, layout, done, echo, progress)
+    summary.present_before = int(done.sum()) * layout.block
+    job = Job(out, storage_options, cfg.to_dict(), layout)
+    _build_missing(group, job, done, sources, table, cluster, summary, echo, progress)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def verify_written(group, layout: Layout, done: np.ndarray, echo, progress: bool) -> int:
+    """Check every written block; mark the damaged ones missing so that they are rebuilt.
+
+    Format 2 stores are checked against their checksums; a format 1 store (no checksums) is
+    checked for fill values, its intact blocks get their checksums recorded and it becomes
+    format 2. Prints one line per damaged block.
+
+    Args:
+        group: the store, writable.
+        layout: its layout.
+        done: (n_blocks,) bool written blocks; damaged ones are set False here.
+        echo: where to print.
+        progress: show a progress bar.
+
+    Returns:
+        The number of damaged blocks.
+    """
+    version = int(group.attrs["format_version"])
+    if "checksum" not in group:
+        create_arrays(group, layout, names=("checksum",))
+    damaged = 0
+    for b in tqdm(np.flatnonzero(done), desc="verify", unit="block", disable=not progress):
+        b, sl = int(b), layout.block_samples(int(b))
+        problems, data = check_written_block(group, layout, b, version)
+        if problems:
+            echo(
+                f"damaged: block {b} (samples {sl.start}-{sl.stop - 1}): "
+                + "; ".join(problems)
+                + ": rebuilding it"
+            )
+            group["volume_id"][sl] = -1
+            done[b] = False
+            damaged += 1
+        elif version < FORMAT_VERSION:
+            group["checksum"][sl] = checksum_rows(data)
+    if version < FORMAT_VERSION:
+        group.attrs.update({"format_version": FORMAT_VERSION})
+    return damaged
+
+
+def _build_missing(group, job: Job, done, sources, table, cluster, summary, echo, progress):
+    """Run the blocks not `done`, then record failures and completeness in the attributes.
+
+    Args:
+        group: the store, writable.
+        job: the tasks' shared settings (threads are set once the workers are known).
+        done: (n_blocks,) bool blocks written and intact.
+        sources: the CTs, in volume-table order.
+        table: the volume table (updated with what the tasks report).
+        cluster: where to run.
+        summary: the `BuildSummary` to fill in.
+        echo: where to print status lines.
+        progress: show a progress bar.
+    """
+    layout = job.layout
     todo = [b for b in range(layout.n_blocks) if not done[b]]
     tasks = []
     for b in todo:
@@ -331,14 +399,13 @@ def build(
     if tasks:
         with open_client(cluster) as runner:
             summary.where = runner.where
-            job = Job(out, storage_options, cfg.to_dict(), layout, runner.threads)
+            job = replace(job, threads=runner.threads)
             echo(f"running on {runner.where}")
             _consume(
                 _run_tasks(runner, tasks, job), group, table, failures, summary, layout, progress
             )
-    done = written_blocks(group, layout)
     summary.failed = sorted(failures.values(), key=lambda f: f["id"])
-    summary.complete = bool(done.all())
+    summary.complete = bool(written_blocks(group, layout).all())
     group.attrs.update(
         {
             "volumes": table,
@@ -347,8 +414,6 @@ def build(
             "updated": _now(),
         }
     )
-    summary.seconds = time.perf_counter() - t0
-    return summary
 
 
 def _consume(results, group, table, failures, summary, layout, progress) -> None:

@@ -18,11 +18,12 @@ import numpy as np
 
 from drrgen.build.config import BuildConfig
 from drrgen.build.sampling import TissueIndex, sample_block
-from drrgen.build.store import Layout, open_store, write_block
+from drrgen.build.store import open_store
 from drrgen.correspondence import correspondence
 from drrgen.errors import CTReadError
 from drrgen.projector import project
 from drrgen.runtime import adopt_numba_env
+from drrgen.store_contract import Layout, write_block
 from drrgen.volume import Volume, read_ct
 
 

@@ -6,8 +6,9 @@ import SimpleITK as sitk
 from typer.testing import CliRunner
 
 from drrgen.build.inspect import verify_store
-from drrgen.build.store import open_store, written_blocks
+from drrgen.build.store import open_store
 from drrgen.cli import app
+from drrgen.store_contract import written_blocks
 from drrgen.volume import Volume, write_ct
 
 from .conftest import tiny_ct

@@ -6,10 +6,11 @@ import zarr
 
 from drrgen.build import BuildConfig, ClusterOptions, StoreError, build
 from drrgen.build.inspect import verify_store
-from drrgen.build.store import ARRAY_NAMES, open_store
+from drrgen.build.store import open_store
 from drrgen.correspondence import correspondence
 from drrgen.geometry import View
 from drrgen.projector import project
+from drrgen.store_contract import ARRAY_NAMES
 from drrgen.volume import read_ct
 
 IN_PROCESS = ClusterOptions(workers=0)

@@ -13,7 +13,7 @@ import pytest
 import zarr
 
 from drrgen.build import BuildConfig, ClusterOptions, build
-from drrgen.build.store import ARRAY_NAMES, written_blocks
+from drrgen.store_contract import ARRAY_NAMES, written_blocks
 
 CFG = BuildConfig(samples_per_ct=8, block=1, size=32, patch=8, seed=11)
 CLI_ARGS = ["--samples-per-ct", "8", "--block", "1", "--size", "32", "--patch", "8", "--seed", "11"]

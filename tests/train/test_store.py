@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import zarr
 
+from drrgen.store_contract import FORMAT_VERSION
 from xmatch_train.data import StoreError, read_meta, sample_mask
 from xmatch_train.testing import write_toy_store
 
@@ -46,14 +49,21 @@ def test_incomplete_store_is_refused_unless_allowed(tmp_path):
     assert np.isnan(zarr.open_group(str(path))["views"][2]).all()
 
 
-def test_not_a_store_and_missing_array_are_named(tmp_path):
+def test_not_a_store_other_versions_and_missing_arrays_are_named(store, tmp_path):
     with pytest.raises(StoreError, match="nothing.zarr: no store here; build one"):
         read_meta(str(tmp_path / "nothing.zarr"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(StoreError, match="cannot open"):
         read_meta(str(tmp_path / "empty"))
-    group = zarr.open_group(str(tmp_path / "bad.zarr"), mode="w")
-    group.attrs["complete"] = True
-    group.create_array("views", shape=(2, 2, 8, 8), dtype="float16")
-    with pytest.raises(StoreError, match="missing array 'corr'"):
+    zarr.open_group(str(tmp_path / "bad.zarr"), mode="w").attrs["complete"] = True
+    with pytest.raises(StoreError, match=r"bad.zarr: not a drrgen store \(format attribute None"):
         read_meta(str(tmp_path / "bad.zarr"))
+    copy = shutil.copytree(store, tmp_path / "copy.zarr")
+    group = zarr.open_group(str(copy), mode="r+")
+    group.attrs["format_version"] = FORMAT_VERSION + 1
+    with pytest.raises(StoreError, match=f"copy.zarr: store format version {FORMAT_VERSION + 1} "):
+        read_meta(str(copy))
+    group.attrs["format_version"] = FORMAT_VERSION
+    shutil.rmtree(copy / "corr")
+    with pytest.raises(StoreError, match="copy.zarr: array 'corr' is missing"):
+        read_meta(str(copy))

@@ -2,7 +2,8 @@
 
 Each DataLoader worker opens the Zarr arrays itself, reads whole shards, one read per array
 (`shards.ShardReader`, equal to ``views[start:stop]``; per-sample integer indexing of sharded
-arrays is very slow), keeps
+arrays is very slow), checks each block against the store's per-sample checksums (a damaged
+block is a `StoreError`, never NaN in a batch), keeps
 a few shards in memory and emits their items in the order of `plan.shuffle_order`. The plan is
 deterministic (see `xmatch_train.data.plan`), so ``set_epoch(epoch, skip_batches)`` resumes a
 run exactly where it stopped without reading the skipped batches.
@@ -32,6 +33,7 @@ import zarr
 from numcodecs import blosc
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from drrgen.store_contract import StoreError, block_problems, damaged_message
 from xmatch_train.data.plan import Shard, WorkerPlan, epoch_plan, shuffle_order, worker_skips
 from xmatch_train.data.shards import ShardReader
 from xmatch_train.data.store import StoreMeta, open_group
@@ -172,13 +174,31 @@ class PairStream(IterableDataset):
             for meta in self.metas:
                 group = open_group(meta.path, self.options.storage_options)
                 names = ("views", "corr") + (("geometry",) if self.options.geometry else ())
+                if int(meta.attrs["format_version"]) >= 2:
+                    names += ("checksum",)
                 self._arrays.append({k: ShardReader(group[k]) for k in names})
         return self._arrays
 
     def _read(self, shard: Shard) -> dict[str, np.ndarray]:
-        """One whole-shard read per array (see `shards.ShardReader`)."""
-        readers = self._open()[shard.store]
-        return {k: r.read(shard.start, shard.stop) for k, r in readers.items()}
+        """One whole-shard read per array (see `shards.ShardReader`), checked against the
+        store's per-sample checksums (format 1 stores: for NaN fill) before use.
+
+        Raises:
+            StoreError: the block is damaged (a shard deleted, garbled or overwritten): one
+                line naming the store, the block, the arrays and the repair command.
+        """
+        meta = self.metas[shard.store]
+        data, problems = {}, []
+        for name, reader in self._open()[shard.store].items():
+            try:
+                data[name] = reader.read(shard.start, shard.stop)
+            except ValueError as exc:  # a CRC32C mismatch: the shard is garbled
+                problems.append(f"{name}: cannot be read ({exc})")
+        if not problems:
+            problems = block_problems(data, data.pop("checksum", None), shard.start)
+        if problems:
+            raise StoreError(damaged_message(meta.path, shard.start // meta.block, problems))
+        return data
 
     def __iter__(self):
         info = get_worker_info()

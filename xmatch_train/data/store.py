@@ -1,15 +1,13 @@
-"""Open a `drrgen build` store and describe it (the contract of issue 3, section 3).
+"""Open a `drrgen build` store and describe it, checked against `drrgen.store_contract`.
 
-A store is a Zarr v3 group holding, for S samples of V views of H x W pixels:
-
-* ``views`` (S, V, H, W) float16: DRR line integrals of mu (dimensionless), NaN = unwritten;
-* ``corr`` (S, P, N, N) float16 in [0, 1]: one matrix per view pair (0, 1), (0, 2), ...,
-  patches numbered row-major on the (H / patch, W / patch) grid;
-* ``geometry`` (S, V, 12) float64: each view as (source, detector centre, u, v) in mm;
-* ``volume_id`` (S,) int32 and ``crop`` (S, 2, 3) int32;
-
-chunked one sample per chunk and sharded one block per shard. Group attributes carry the build
-``params``, the ``volumes`` table and the ``complete`` flag.
+The contract module (numpy and Zarr only; the trainer imports nothing else of drrgen) names
+the arrays, their shapes and dtypes, the format version and the pair order; in short, for S
+samples of V views of H x W pixels: ``views`` (S, V, H, W) float16 line integrals, ``corr``
+(S, P, N, N) float16 in [0, 1] (one matrix per view pair (0, 1), (0, 2), ..., patches numbered
+row-major on the (H / patch, W / patch) grid), ``geometry`` (S, V, 12) float64 views in mm,
+``volume_id`` (S,) int32 and per-sample ``checksum``; one sample per chunk, one block per
+shard. Group attributes carry the build ``params``, the ``volumes`` table and the ``complete``
+flag.
 """
 
 from __future__ import annotations
@@ -21,16 +19,16 @@ from typing import Any
 import numpy as np
 import zarr
 
-REQUIRED_ARRAYS = {"views": 4, "corr": 4, "geometry": 3, "volume_id": 1, "crop": 3}
-
-
-class StoreError(ValueError):
-    """A store that cannot be used for training; the message names the store and the problem."""
-
-
-def pairs_of(n_views: int) -> list[tuple[int, int]]:
-    """The view pairs of the ``corr`` axis 1: (0, 1), (0, 2), ..., (V - 2, V - 1)."""
-    return [(i, j) for i in range(n_views) for j in range(i + 1, n_views)]
+from drrgen.store_contract import (
+    Layout,
+    StoreError,
+    array_problems,
+    damaged_message,
+    format_version,
+    marked_blocks,
+    pairs_of,
+    repair_command,
+)
 
 
 @dataclass(frozen=True)
@@ -105,38 +103,6 @@ def open_group(path: str, storage_options: dict | None = None) -> zarr.Group:
         ) from err
 
 
-def _check_arrays(group: zarr.Group, path: str) -> dict[str, zarr.Array]:
-    arrays = {}
-    for name, ndim in REQUIRED_ARRAYS.items():
-        if name not in group:
-            raise StoreError(f"{path}: missing array '{name}' (is this a `drrgen build` store?)")
-        arr = group[name]
-        if arr.ndim != ndim:
-            raise StoreError(f"{path}: array '{name}' has {arr.ndim} dims, expected {ndim}")
-        arrays[name] = arr
-    s, v, h, w = arrays["views"].shape
-    s2, p, n, n2 = arrays["corr"].shape
-    if s2 != s or arrays["volume_id"].shape[0] != s or arrays["geometry"].shape[:2] != (s, v):
-        raise StoreError(f"{path}: arrays disagree on the sample/view counts")
-    if p != v * (v - 1) // 2 or n != n2:
-        raise StoreError(f"{path}: corr shape {arrays['corr'].shape} does not match V={v} views")
-    return arrays
-
-
-def _grid(attrs: dict, image_shape: tuple[int, int], n: int, path: str) -> tuple[int, int]:
-    """Patch grid (rows, cols) from the recorded patch size, else from a square N."""
-    h, w = image_shape
-    patch = attrs.get("patch") or attrs.get("params", {}).get("patch")
-    if patch:
-        grid = (h // int(patch), w // int(patch))
-    else:
-        side = int(round(np.sqrt(n)))
-        grid = (side, side)
-    if grid[0] * grid[1] != n:
-        raise StoreError(f"{path}: corr has {n} patches but images {image_shape} give grid {grid}")
-    return grid
-
-
 def _volume_table(attrs: dict) -> dict[int, dict[str, Any]]:
     table = attrs.get("volumes", [])
     if isinstance(table, dict):  # tolerate {id: {...}}
@@ -159,10 +125,12 @@ def read_meta(
         The `StoreMeta`.
 
     Raises:
-        StoreError: the store is missing, malformed or incomplete (naming the path and reason).
+        StoreError: the store is missing, of another format or version, malformed or
+            incomplete (naming the path and the reason).
     """
     group = open_group(path, storage_options)
     attrs = dict(group.attrs)
+    version = format_version(attrs, path)
     complete = bool(attrs.get("complete", False))
     if not complete and not allow_incomplete:
         raise StoreError(
@@ -170,23 +138,39 @@ def read_meta(
             "finish it by rerunning `drrgen build` with the same arguments, or pass "
             "allow_incomplete (data.allow_incomplete=true) to train on the written samples"
         )
-    arrays = _check_arrays(group, path)
-    s, v, h, w = arrays["views"].shape
-    n = arrays["corr"].shape[-1]
-    shards = getattr(arrays["views"], "shards", None)
-    block = int(shards[0]) if shards else int(attrs.get("block") or arrays["views"].chunks[0])
+    layout = Layout.from_attrs(attrs, path)
+    problems = array_problems(group, layout, version)
+    if problems:
+        raise StoreError(f"{path}: " + "; ".join(problems) + " (is this a `drrgen build` store?)")
+    volume_id = _volume_ids(group, path)
+    unmarked = np.flatnonzero(~marked_blocks(volume_id, layout))
+    if complete and unmarked.size:  # a complete store has every block marked done
+        problem = f"volume_id: missing or unreadable ({unmarked.size} block(s) unmarked)"
+        raise StoreError(damaged_message(path, int(unmarked[0]), [problem]))
+    grid = layout.size // layout.patch
     return StoreMeta(
         path=str(path),
-        n_samples=s,
-        n_views=v,
-        image_shape=(h, w),
-        grid=_grid(attrs, (h, w), n, path),
-        block=block,
-        volume_id=np.asarray(arrays["volume_id"][:], dtype=np.int64),
+        n_samples=layout.n_samples,
+        n_views=layout.views,
+        image_shape=(layout.size, layout.size),
+        grid=(grid, grid),
+        block=layout.block,
+        volume_id=volume_id,
         volumes=_volume_table(attrs),
         complete=complete,
         attrs=attrs,
     )
+
+
+def _volume_ids(group: zarr.Group, path: str) -> np.ndarray:
+    """(S,) int64 ``volume_id``; `StoreError` naming the store when a shard cannot be read."""
+    try:
+        return np.asarray(group["volume_id"][:], dtype=np.int64)
+    except ValueError as exc:  # Zarr: a chunk whose CRC32C does not match
+        raise StoreError(
+            f"{path}: array 'volume_id' cannot be read ({exc}); "
+            f"repair it with `{repair_command(path)}`"
+        ) from exc
 
 
 def common_definition(metas: list[StoreMeta]) -> str:
