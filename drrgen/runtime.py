@@ -35,15 +35,28 @@ def adopt_numba_env() -> None:
         numba.core.config.reload_config()
 
 
+def pool_size() -> int:
+    """The Numba threads this process can use: its pool size, fixed when Numba was imported.
+
+    ``numba.config.NUMBA_NUM_THREADS`` can differ after `adopt_numba_env` re-reads the
+    environment (a worker spawned with ``NUMBA_NUM_THREADS=1`` inherited, then told 2 by the
+    nanny), but `numba.set_num_threads` only accepts 1..the import-time value.
+    """
+    from numba.np.ufunc import parallel
+
+    return min(parallel.NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
+
+
 @contextmanager
 def numba_threads(threads: int | None):
-    """Run the block with `threads` Numba threads (None: leave the current setting)."""
+    """Run the block with `threads` Numba threads (None: leave the current setting), at most
+    `pool_size`."""
     select_threading_layer()
     if threads is None:
         yield
         return
     previous = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(max(1, min(int(threads), pool_size())))
     try:
         yield
     finally:

@@ -57,3 +57,31 @@ def test_every_build_task_adopts_the_env_first(monkeypatch, tmp_path):
     job = tasks.Job("unused.zarr", None, BuildConfig().to_dict(), None, 1)
     result = tasks.run_block(task, job)
     assert calls == [1] and "no such file" in result.error
+
+
+# The reverse: Numba imported under an inherited NUMBA_NUM_THREADS=1 (its pool has 1 thread),
+# then the nanny sets 2 (`drrgen build --workers 1` on 2 cores) and the task asks for 2.
+SMALL_POOL = textwrap.dedent(
+    """
+    import os
+    import numpy as np
+    import numba
+    import drrgen
+    from drrgen.runtime import adopt_numba_env
+
+    os.environ["NUMBA_NUM_THREADS"] = "2"
+    adopt_numba_env()
+    vol = drrgen.Volume(np.ones((4, 4, 4), np.float32), np.eye(4))
+    drrgen.project(vol, drrgen.carm_view(0, 0, isocenter=(1.5, 1.5, 1.5), shape=(4, 4)), threads=2)
+    print(numba.get_num_threads())
+    """
+)
+
+
+def test_a_pool_smaller_than_the_threads_asked_for_is_used_as_is():
+    env = os.environ | {"NUMBA_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", SMALL_POOL], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr  # was: "The number of threads must be between 1 and 1"
+    assert run.stdout.strip() == "1"
