@@ -9,7 +9,10 @@ Follows the paper's variations (projection angles, source distances, crops of th
   0.4/0.3/0.2/0.1) + N(0, primary_sigma); secondary (cranio-caudal) tilt N(0, secondary_sigma)
   clipped to +- secondary_max; source-isocenter and isocenter-detector distances uniform in
   their ranges; pixel pitch such that the projected crop spans ``fill_fraction`` of the wider
-  detector axis at the drawn magnification.
+  detector axis at the drawn magnification;
+* a crop reaching behind the source of one of its views (a CT about as large as the
+  source-isocenter distance) is redrawn with its views, up to 20 times, then the volume fails
+  with the reason.
 
 Every draw comes from ``numpy.random.default_rng([seed, volume_id, block_in_volume])``, so a
 block's samples depend on nothing but the seed, the volume and the block.
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drrgen.build.config import SamplingConfig
+from drrgen.errors import CTReadError
 from drrgen.geometry import View, carm_view
 from drrgen.volume import Volume
 
@@ -35,6 +39,7 @@ POSE_FIELDS = (
 )
 MIN_TISSUE_FRACTION = 0.01
 CROP_TRIES = 20
+SAMPLE_TRIES = 20
 
 
 @dataclass(frozen=True)
@@ -164,9 +169,10 @@ def box_corners(volume: Volume, start, stop) -> np.ndarray:
     return volume.index_to_world(lo + grid * (hi - lo))
 
 
-def fit_view(pose: dict, corners: np.ndarray, isocenter: np.ndarray, size: int) -> View:
+def fit_view(pose: dict, corners: np.ndarray, isocenter: np.ndarray, size: int) -> View | None:
     """The view of `pose` whose pixel pitch makes the projected `corners` span ``fill`` of the
-    wider detector axis. Returns a (size, size) `View`; ``pose['pixel_mm']`` is set (mm)."""
+    wider detector axis. Returns a (size, size) `View` and sets ``pose['pixel_mm']`` (mm), or
+    None when a corner is not in front of the source (the view cannot image the crop)."""
     kwargs = dict(
         source_to_isocenter_mm=pose["source_to_isocenter_mm"],
         source_to_detector_mm=pose["source_to_detector_mm"],
@@ -175,6 +181,8 @@ def fit_view(pose: dict, corners: np.ndarray, isocenter: np.ndarray, size: int) 
         in_plane_deg=pose["in_plane_deg"],
     )
     unit = carm_view(pose["primary_deg"], pose["secondary_deg"], pixel_mm=1.0, **kwargs)
+    if not in_front(unit, corners):
+        return None
     rc = unit.project_points(corners)
     # At 1 mm pixels, pixels = mm on the detector. Perspective can put the projected crop off
     # the detector centre, so size it by its farthest corner from the centre, not its span.
@@ -185,6 +193,14 @@ def fit_view(pose: dict, corners: np.ndarray, isocenter: np.ndarray, size: int) 
     )
 
 
+def in_front(view: View, points: np.ndarray) -> bool:
+    """Whether every (n, 3) LPS mm point lies strictly in front of the view's source (positive
+    depth along the detector normal, towards the detector)."""
+    normal = np.cross(view.u, view.v)
+    normal *= np.sign(normal @ (view.detector_center - view.source))
+    return bool(np.all((points - view.source) @ normal > 0))
+
+
 def draw_sample(
     rng,
     volume: Volume,
@@ -193,16 +209,37 @@ def draw_sample(
     cfg: SamplingConfig,
     tissue: TissueIndex | None = None,
 ) -> Sample:
-    """One crop and `n_views` views of it (see the module docstring)."""
-    start, stop = draw_crop(rng, volume.shape_ijk, cfg, tissue)
-    isocenter = volume.index_to_world((start + stop - 1) / 2.0)
-    corners = box_corners(volume, start, stop)
-    views, rows = [], []
-    for _ in range(n_views):
-        pose = draw_pose(rng, cfg)
-        views.append(fit_view(pose, corners, isocenter, size))
-        rows.append([pose[name] for name in POSE_FIELDS])
-    return Sample(start, stop, tuple(views), np.asarray(rows, dtype=np.float64))
+    """One crop and `n_views` views of it (see the module docstring).
+
+    A crop that reaches behind the source of a drawn view (a CT about as large as the
+    source-isocenter distance) is redrawn with new views, up to `SAMPLE_TRIES` times.
+
+    Raises:
+        CTReadError: no draw fits (the volume is too large for the C-arm geometry).
+    """
+    for _ in range(SAMPLE_TRIES):
+        start, stop = draw_crop(rng, volume.shape_ijk, cfg, tissue)
+        isocenter = volume.index_to_world((start + stop - 1) / 2.0)
+        corners = box_corners(volume, start, stop)
+        views, rows = [], []
+        for _ in range(n_views):
+            pose = draw_pose(rng, cfg)
+            view = fit_view(pose, corners, isocenter, size)
+            if view is None:
+                break
+            views.append(view)
+            rows.append([pose[name] for name in POSE_FIELDS])
+        else:
+            return Sample(start, stop, tuple(views), np.asarray(rows, dtype=np.float64))
+    extent = np.asarray(volume.shape_ijk) * volume.spacing
+    raise CTReadError(
+        volume.source or "volume",
+        f"too large for the C-arm: {' x '.join(f'{e:.0f}' for e in extent)} mm (spacing "
+        f"{', '.join(f'{x:g}' for x in volume.spacing)} mm); in {SAMPLE_TRIES} draws no crop "
+        f"lay in front of the X-ray source of every view (source-isocenter "
+        f"{cfg.source_to_isocenter_mm[0]:g}-{cfg.source_to_isocenter_mm[1]:g} mm); check the "
+        "voxel spacing, or lower --crop-fraction or raise --sid",
+    )
 
 
 def sample_block(

@@ -74,6 +74,11 @@ def coarse_cells(volume: Volume, width_mm: float) -> np.ndarray:
     The extent of axis c is ``n_c * spacing_c`` (mm), so the cells tile the volume exactly and
     are ``extent / N_c``, about `width_mm`, wide along each axis (any spacing, any shape).
     """
+    if not (np.isfinite(width_mm) and width_mm > 0):
+        raise ValueError(
+            f"{volume.source or 'volume'}: coarse cell width {width_mm} mm (degenerate views: "
+            "is the volume larger than the source distance?)"
+        )
     extent = np.asarray(volume.shape_ijk, dtype=np.float64) * volume.spacing
     return np.maximum(1, np.rint(extent / float(width_mm))).astype(np.int64)
 

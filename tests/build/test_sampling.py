@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from drrgen.build import BuildConfig, ClusterOptions, build
 from drrgen.build.config import SamplingConfig
 from drrgen.build.sampling import (
     POSE_FIELDS,
@@ -8,9 +9,11 @@ from drrgen.build.sampling import (
     block_rng,
     box_corners,
     draw_pose,
+    in_front,
     sample_block,
 )
-from drrgen.volume import Volume
+from drrgen.errors import CTReadError
+from drrgen.volume import Volume, write_ct
 
 from .conftest import tiny_ct
 
@@ -108,3 +111,34 @@ def test_pose_rows_match_views(views):
     assert smp.pose.shape == (views, len(POSE_FIELDS)) and len(smp.views) == views
     for view, row in zip(smp.views, smp.pose, strict=True):
         assert np.isclose(np.linalg.norm(view.u), row[POSE_FIELDS.index("pixel_mm")])
+
+
+def _coarse(spacing_mm: float, n: int = 64) -> Volume:
+    """`tiny_ct` resampled on paper to `spacing_mm` voxels: n^3 voxels, n * spacing mm wide."""
+    vol = tiny_ct(0, (n, n, n))
+    affine = vol.affine.copy()
+    affine[:3, :3] *= spacing_mm / np.linalg.norm(affine[:3, :3], axis=0)
+    return Volume(vol.data, affine, f"coarse{spacing_mm:g}")
+
+
+def test_crops_reaching_behind_a_source_are_redrawn_or_the_volume_refused():
+    cfg = SamplingConfig()
+    vol = _coarse(30.0)  # 1.9 m wide: some full crops reach past a 1 m source distance
+    samples = [s for b in range(4) for s in sample_block(0, 0, b, 4, vol, 2, 32, cfg)]
+    for s in samples:
+        corners = box_corners(vol, s.start, s.stop)
+        assert all(in_front(v, corners) for v in s.views) and np.isfinite(s.pose).all()
+    with pytest.raises(CTReadError, match=r"too large for the C-arm: 2880 x 2880 x 2880 mm"):
+        sample_block(0, 0, 0, 4, _coarse(45.0), 2, 32, cfg)
+
+
+def test_a_30_mm_ct_builds_and_an_impossible_one_fails_with_the_reason(tmp_path):
+    write_ct(_coarse(30.0), tmp_path / "cts" / "ct30.nii.gz")
+    write_ct(_coarse(45.0), tmp_path / "cts" / "ct45.nii.gz")
+    cfg = BuildConfig(samples_per_ct=4, block=2, size=32, patch=8)  # block 1 redraws a crop
+    summary = build(
+        tmp_path / "cts", tmp_path / "s.zarr", cfg, ClusterOptions(workers=0), progress=False
+    )
+    assert [f["path"] for f in summary.failed] == ["ct45.nii.gz"]
+    assert summary.failed[0]["reason"].startswith("too large for the C-arm")
+    assert summary.written == 4  # ct30's samples, through the coarse correspondence grid
