@@ -23,7 +23,14 @@ from drrgen.build.config import BuildConfig
 from drrgen.build.discover import CTSource, discover_cts, hash_sources
 from drrgen.build.inspect import check_written_block
 from drrgen.build.sampling import POSE_FIELDS
-from drrgen.build.store import clear_store, create_store, is_partial, open_store, store_is_empty
+from drrgen.build.store import (
+    clear_block,
+    clear_store,
+    create_store,
+    is_partial,
+    open_store,
+    store_is_empty,
+)
 from drrgen.build.tasks import BlockResult, BlockTask, Job, run_block
 from drrgen.store_contract import (
     FORMAT,
@@ -330,8 +337,40 @@ def build(
     return summary
 
 
+def repair_store(
+    url: str,
+    ct_dir=None,
+    cluster: ClusterOptions | None = None,
+    *,
+    storage_options: dict | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> BuildSummary:
+    """Rebuild a store's damaged and missing blocks: `build` with the store's own parameters.
+
+    Args:
+        url: store path or fsspec URL.
+        ct_dir: the CT folder (default: the one recorded in the store, ``ct_dir``).
+        cluster, storage_options, progress, echo: as for `build`.
+
+    Raises:
+        StoreError: not a drrgen store, or its CTs changed (see `build`).
+    """
+    attrs = dict(open_store(url, "r", storage_options).attrs)
+    cfg = BuildConfig.from_dict(attrs["params"], source=f"{url} params")
+    return build(
+        ct_dir or attrs["ct_dir"],
+        url,
+        cfg,
+        cluster,
+        storage_options=storage_options,
+        progress=progress,
+        echo=echo,
+    )
+
+
 def verify_written(group, layout: Layout, done: np.ndarray, echo, progress: bool) -> int:
-    """Check every written block; mark the damaged ones missing so that they are rebuilt.
+    """Check every written block; delete the damaged ones' shards so that they are rebuilt.
 
     Format 2 stores are checked against their checksums; a format 1 store (no checksums) is
     checked for fill values, its intact blocks get their checksums recorded and it becomes
@@ -360,7 +399,7 @@ def verify_written(group, layout: Layout, done: np.ndarray, echo, progress: bool
                 + "; ".join(problems)
                 + ": rebuilding it"
             )
-            group["volume_id"][sl] = -1
+            clear_block(group, layout, b)
             done[b] = False
             damaged += 1
         elif version < FORMAT_VERSION:

@@ -11,6 +11,7 @@ from zarr.core.sync import sync
 from zarr.storage import FsspecStore, LocalStore
 
 from drrgen.store_contract import (
+    ARRAY_NAMES,
     FORMAT_VERSION,
     Layout,
     StoreError,
@@ -92,3 +93,15 @@ def open_store(url: str, mode: str = "r", storage_options: dict | None = None) -
         raise StoreError(f"{url}: no Zarr store here ({exc})") from exc
     format_version(dict(group.attrs), url)
     return group
+
+
+def clear_block(group: zarr.Group, layout: Layout, block: int) -> None:
+    """Delete one block's shard of every array, `volume_id` first: the block is then not
+    written. (Zarr reads a shard back before rewriting it, so a garbled one must go first.)"""
+    for name in ("volume_id", *ARRAY_NAMES[:-1]):
+        if name not in group:
+            continue
+        arr = group[name]
+        key = arr.metadata.encode_chunk_key((block,) + (0,) * (arr.ndim - 1))
+        path = f"{arr.store_path.path}/{key}" if arr.store_path.path else key
+        sync(arr.store_path.store.delete(path))

@@ -213,29 +213,66 @@ def verify(
     store: str = typer.Argument(..., help="Store path or URL."),
     quick: bool = typer.Option(False, help="Only check the block markers, not the data."),
     allow_failed: bool = typer.Option(False, help="Accept volumes recorded as failed."),
+    repair: bool = typer.Option(
+        False,
+        help="Rebuild damaged and missing blocks: `drrgen build` with the store's own "
+        "parameters and CT folder.",
+    ),
+    ct_dir: Path | None = typer.Option(
+        None, help="With --repair: the CT folder, if it moved (default: the store's ct_dir)."
+    ),
+    workers: int | None = typer.Option(
+        None, help="With --repair: local worker processes, as for `drrgen build`."
+    ),
+    threads: int | None = typer.Option(
+        None, help="With --repair: Numba threads per worker, as for `drrgen build`."
+    ),
     storage_options: str | None = typer.Option(None, help="fsspec options as JSON."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    """Check a store: every block written, no NaN fill, shapes, value ranges, CRC32C checksums.
+    """Check a store: every block written and intact (per-sample checksums, CRC32C of every
+    chunk), shapes and value ranges; one line per damaged block.
 
-    Exits 1 when a problem is found.
+    Exits 1 when a problem is found (with --repair: when the store is still incomplete).
     """
     from drrgen.build.inspect import verify_store
     from drrgen.build.store import StoreError
 
+    options = _storage_options(storage_options)
+    if repair:
+        _repair(store, ct_dir, workers, threads, options, progress)
+        return
     try:
         report = verify_store(
-            store,
-            _storage_options(storage_options),
-            quick=quick,
-            allow_failed=allow_failed,
-            progress=progress,
+            store, options, quick=quick, allow_failed=allow_failed, progress=progress
         )
     except StoreError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(report.format())
     if not report.ok:
+        raise typer.Exit(1)
+
+
+def _repair(store, ct_dir, workers, threads, options, progress) -> None:
+    """`drrgen verify --repair`: rebuild what is damaged or missing, print the summary."""
+    from drrgen.build import ClusterOptions, StoreError
+    from drrgen.build.pipeline import repair_store
+
+    try:
+        summary = repair_store(
+            store,
+            ct_dir,
+            ClusterOptions(workers, threads),
+            storage_options=options,
+            progress=progress,
+            echo=lambda s: typer.echo(s, err=True),
+        )
+    except (StoreError, ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(summary.format())
+    if not summary.complete:
         raise typer.Exit(1)
 
 
