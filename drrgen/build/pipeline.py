@@ -3,7 +3,8 @@
 Resumable and deterministic by construction: a block's samples depend only on (seed, volume,
 block), every task writes whole shards with the `volume_id` marker last, and a rerun reads the
 markers, checks every written block against its checksums, and runs only the blocks that are
-missing or damaged. Only this driver writes group attributes.
+missing or damaged. Only this driver writes group attributes, holding the store's lock
+(`drrgen.build.lock`) so that a second build of the same store refuses to start.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from drrgen.build.cluster import ClusterOptions, Runner, open_client
 from drrgen.build.config import BuildConfig
 from drrgen.build.discover import CTSource, discover_cts, hash_sources
 from drrgen.build.inspect import check_written_block
+from drrgen.build.lock import hold_lock
 from drrgen.build.sampling import POSE_FIELDS
 from drrgen.build.store import (
     clear_block,
@@ -312,7 +314,8 @@ def build(
 
     Raises:
         FileNotFoundError: `ct_dir` is not a folder. ValueError: no CT found, bad parameters.
-        StoreError: `out` cannot be used (see `prepare_store`).
+        StoreError: `out` cannot be used (see `prepare_store`). LockError (a StoreError):
+            another build holds the store's lock (`drrgen.build.lock`).
     """
     t0 = time.perf_counter()
     cfg = (cfg or BuildConfig()).validate()
@@ -325,14 +328,15 @@ def build(
         )
     table = volume_table(sources, hash_sources(sources))
     out = str(out)
-    group, layout, done = prepare_store(
-        out, cfg, table, str(Path(ct_dir).resolve()), overwrite, storage_options
-    )
-    summary = BuildSummary(out, layout.n_samples, layout.n_pairs)
-    summary.damaged = verify_written(group, layout, done, echo, progress)
-    summary.present_before = int(done.sum()) * layout.block
-    job = Job(out, storage_options, cfg.to_dict(), layout)
-    _build_missing(group, job, done, sources, table, cluster, summary, echo, progress)
+    with hold_lock(out, storage_options):
+        group, layout, done = prepare_store(
+            out, cfg, table, str(Path(ct_dir).resolve()), overwrite, storage_options
+        )
+        summary = BuildSummary(out, layout.n_samples, layout.n_pairs)
+        summary.damaged = verify_written(group, layout, done, echo, progress)
+        summary.present_before = int(done.sum()) * layout.block
+        job = Job(out, storage_options, cfg.to_dict(), layout)
+        _build_missing(group, job, done, sources, table, cluster, summary, echo, progress)
     summary.seconds = time.perf_counter() - t0
     return summary
 
