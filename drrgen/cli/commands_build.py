@@ -43,8 +43,12 @@ def _explicit(ctx: typer.Context, name: str) -> bool:
 
 
 def _command_line(ctx: typer.Context) -> str:
-    """The command as given (explicit options only), for the rerun hint."""
-    words = [ctx.command_path]
+    """The command as given (explicit options only), for the rerun hint: a shell line that
+    runs as pasted (each word quoted on its own, program and subcommand included)."""
+    words, level = [], ctx
+    while level is not None:  # "drrgen", "build": one word each
+        words.insert(0, level.info_name)
+        level = level.parent
     for param in ctx.command.params:
         if not _explicit(ctx, param.name):
             continue
@@ -54,7 +58,7 @@ def _command_line(ctx: typer.Context) -> str:
             continue
         values = value if isinstance(value, tuple) else (value,)
         words += [param.opts[0], *(str(v) for v in values)]
-    return " ".join(shlex.quote(w) for w in words)
+    return shlex.join(words)
 
 
 def _storage_options(text: str | None) -> dict | None:

@@ -1,5 +1,7 @@
 """Bad CTs are reported by file and reason, recorded in the store, and do not stop the others."""
 
+import shlex
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -20,6 +22,7 @@ BAD = {
     "air.nii.gz": "all-air volume",
     "lung.nrrd": "no tissue: every voxel is below hu_air = -300 HU",
     "broken_dicom": "no DICOM series found",
+    "huge.nii.gz": "too large for the C-arm",
 }
 
 
@@ -40,6 +43,10 @@ def _bad_dir(root):
     (root / "broken_dicom").mkdir()
     for k in range(3):
         (root / "broken_dicom" / f"IM{k}.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x07" * 50)
+    huge = tiny_ct(0, (64, 64, 64))  # 64 voxels of 45 mm (the checks accept up to 50): 2.9 m
+    affine = huge.affine.copy()
+    affine[:3, :3] *= 45.0 / np.linalg.norm(affine[:3, :3], axis=0)
+    write_ct(Volume(huge.data, affine), root / "huge.nii.gz")
     write_ct(tiny_ct(3), root / "zz" / "ok2.mha")
     return root
 
@@ -70,11 +77,21 @@ def bad_build(tmp_path_factory):
     return root, out, result, args
 
 
-def test_exit_code_and_rerun_hint(bad_build):
-    _, _, result, _ = bad_build
+def _hint(result) -> list[str]:
+    """The words of the rerun hint printed after failed volumes."""
+    line = next(ln for ln in result.stderr.splitlines() if ln.startswith("  ") and "--out" in ln)
+    return shlex.split(line)
+
+
+def test_exit_code_and_a_pasteable_rerun_hint(bad_build):
+    _, _, result, args = bad_build
     assert result.exit_code == 1, result.output
-    assert "6 volume(s) failed" in result.stderr
-    assert "rerun the same command" in result.stderr and "--ct-dir" in result.stderr
+    assert "7 volume(s) failed" in result.stderr
+    assert "rerun the same command" in result.stderr
+    words = _hint(result)
+    assert words[:2] == ["drrgen", "build"]  # each its own word: the line runs as pasted
+    options = [w for w in args[1:] if w.startswith("--")]
+    assert sorted(w for w in words[2:] if w.startswith("--")) == sorted(options)
 
 
 @pytest.mark.parametrize("name, reason", BAD.items())
@@ -103,7 +120,7 @@ def test_good_volumes_are_built_and_failed_ones_stay_empty(bad_build):
 
 
 def test_rerun_retries_only_the_failed_volumes(bad_build):
-    _, _, _, args = bad_build
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 1
-    assert "2 done, 6 to build" in result.stderr
+    _, _, result, _ = bad_build
+    rerun = CliRunner().invoke(app, _hint(result)[1:])  # the hint, as pasted
+    assert rerun.exit_code == 1
+    assert "2 done, 7 to build" in rerun.stderr
