@@ -351,6 +351,11 @@ def block_problems(
     return problems
 
 
+def undecodable(name: str, exc: Exception) -> str:
+    """The `block_problems`-style phrase for an array whose block cannot be decoded."""
+    return f"{name}: cannot be decoded, garbled shard ({str(exc).split('. ')[0]})"
+
+
 def damaged_message(url: str, block: int, problems: list[str]) -> str:
     """One line naming the store, the block, its problems and the command that repairs it."""
     return (

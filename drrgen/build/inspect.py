@@ -15,6 +15,7 @@ from drrgen.store_contract import (
     array_problems,
     block_problems,
     repair_command,
+    undecodable,
     written_blocks,
 )
 
@@ -148,7 +149,7 @@ def check_written_block(group, layout: Layout, block: int, version: int):
         try:
             data[name] = np.asarray(group[name][sl])
         except ValueError as exc:  # Zarr: a chunk whose CRC32C does not match
-            problems.append(f"{name}: cannot be read ({exc})")
+            problems.append(undecodable(name, exc))
     checksums = data.pop("checksum", None)  # None: format 1, or unreadable (named above)
     return problems + block_problems(data, checksums, sl.start), data
 

@@ -136,9 +136,9 @@ def test_verify_names_each_damaged_block_in_one_line(tmp_path):
     lines = {int(p.split()[1]): p for p in report.problems}
     assert sorted(lines) == [0, 1, 2, 3, 5] and len(report.problems) == 5
     assert "views: holds fill values (NaN or -1) where data was written in samples [1]" in lines[0]
-    assert "corr: cannot be read" in lines[1]
+    assert "corr: cannot be decoded, garbled shard (Stored and computed checksum" in lines[1]
     assert "views: missing or unreadable (reads as the fill value) in samples [4, 5]" in lines[2]
-    assert re.search(r"geometry: (cannot be read|missing or unreadable)", lines[3])
+    assert re.search(r"geometry: (cannot be decoded|missing or unreadable)", lines[3])
     assert "pose: checksum mismatch (data changed since it was written) in samples" in lines[5]
     assert f"repair: drrgen verify {url} --repair" in report.format()
 

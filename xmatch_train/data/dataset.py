@@ -33,7 +33,7 @@ import zarr
 from numcodecs import blosc
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from drrgen.store_contract import StoreError, block_problems, damaged_message
+from drrgen.store_contract import StoreError, block_problems, damaged_message, undecodable
 from xmatch_train.data.plan import Shard, WorkerPlan, epoch_plan, shuffle_order, worker_skips
 from xmatch_train.data.shards import ShardReader
 from xmatch_train.data.store import StoreMeta, open_group
@@ -193,7 +193,7 @@ class PairStream(IterableDataset):
             try:
                 data[name] = reader.read(shard.start, shard.stop)
             except ValueError as exc:  # a CRC32C mismatch: the shard is garbled
-                problems.append(f"{name}: cannot be read ({exc})")
+                problems.append(undecodable(name, exc))
         if not problems:
             problems = block_problems(data, data.pop("checksum", None), shard.start)
         if problems:
