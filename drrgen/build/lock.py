@@ -126,7 +126,7 @@ class BuildLock:
         seen = time.time() - float(holder.get("refreshed", 0.0))
         return (
             f"{self.where}: another build is writing this store (pid {holder.get('pid')} on "
-            f"{holder.get('host')}, since {since.isoformat(timespec='seconds')}, alive "
+            f"{holder.get('host')}, since {since.isoformat(timespec='seconds')}, lock refreshed "
             f"{seen:.0f} s ago); wait for it, or delete this file if that build is gone "
             f"(a lock not refreshed for {STALE_S:.0f} s is taken over)"
         )
