@@ -116,6 +116,7 @@ def test_table_driver_rows_seeds_and_kept_runs(easy_studies, pretrain_run, tmp_p
     assert lines[-2].startswith("| – | – | Single |") and lines[-2].endswith("| 2 |")
     assert lines[-1].startswith("| ✓ | ✓ | Early |")
     assert "alpha per layer" in text
+    assert (tmp_path / "t" / "curves.png").stat().st_size > 10_000
     metrics = json.loads((tmp_path / "t" / "metrics.json").read_text(encoding="utf-8"))
     assert len(metrics["runs"]) == 4 and len(metrics["rows"]) == 2
     guided = load_config(

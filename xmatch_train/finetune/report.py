@@ -4,7 +4,8 @@ Every run is scored on its own dataset split (by default ``test``: MURA's offici
 split, or the synthetic dataset's test volumes) with its best checkpoint and the fixed view
 pair of each study. Runs that share a configuration row (fusion, correspondence pretraining,
 attention guidance) but differ in seed are aggregated as mean +/- standard deviation (ddof 1;
-0 for one run). Writes ``table.md``, ``metrics.json`` (per row and per run) and, per run,
+0 for one run). Writes ``table.md``, ``metrics.json`` (per row and per run), ``curves.png``
+(training loss and validation AUC of every run beside chance) and, per run,
 ``<run>/predictions.csv`` (study id, label, probability) to the output folder.
 """
 
@@ -21,6 +22,7 @@ import yaml
 from xmatch_train.config import load_config
 from xmatch_train.finetune.config import FinetuneConfig
 from xmatch_train.finetune.dataset import StudyDataset
+from xmatch_train.finetune.figures import plot_finetune_curves
 from xmatch_train.finetune.guidance import CorrespondenceGuide
 from xmatch_train.finetune.studies import SPLITS
 from xmatch_train.finetune.task import (
@@ -34,6 +36,7 @@ from xmatch_train.finetune.task import (
 from xmatch_train.metrics import paired_auc_bootstrap
 from xmatch_train.train import dist
 from xmatch_train.train.checkpoint import load_checkpoint
+from xmatch_train.train.logger import read_log
 
 METRICS = ("accuracy", "precision", "recall", "kappa", "auc")
 # The paper's Table-3 rows, top to bottom: name -> (fusion, correspondence-pretrained, guided).
@@ -265,6 +268,13 @@ def evaluate_finetune_runs(
     comparisons = paired_comparisons(predicted)
     table = markdown_table(rows, title) + comparisons_markdown(comparisons, alphas, split)
     (out / "table.md").write_text(table, encoding="utf-8")
+    names = {key: name for name, key in ROW_KEYS.items()}
+    logs = {
+        name: (names.get(tuple(m["row"]), str(m["row"])), read_log(Path(name) / "log.jsonl"))
+        for name, m in per_run.items()
+        if (Path(name) / "log.jsonl").is_file()
+    }
+    plot_finetune_curves(logs, out / "curves.png")
 
     def clean(x):
         if isinstance(x, float) and not math.isfinite(x):
