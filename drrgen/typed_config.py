@@ -120,6 +120,18 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {_describe(tp)}, got {value!r}")
 
 
+def yaml_problem(err: Exception) -> str:
+    """A YAML parse error in one line: ``line 3, column 7: expected ',' or ']' (while parsing
+    a flow sequence)``."""
+    problem = getattr(err, "problem", None)
+    if not problem:
+        return " ".join(str(err).split())
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    context = getattr(err, "context", None)
+    return f"{where}{problem}" + (f" ({context})" if context else "")
+
+
 def from_dict(cls, data: dict | None, where: str = ""):
     """Build dataclass `cls` from a nested dict; missing keys keep their defaults.
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from drrgen.typed_config import ConfigError, from_dict
+from drrgen.typed_config import ConfigError, from_dict, yaml_problem
 from xmatch_train.data.transforms import AugmentConfig, DisplayConfig
 from xmatch_train.metrics import MetricConfig
 from xmatch_train.models.registry import ModelConfig
@@ -138,7 +138,10 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. optim.lr=3e-4")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else None
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: invalid YAML, {yaml_problem(err)}") from None
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -176,7 +179,7 @@ def read_yaml(path: str | Path, _chain: tuple = ()) -> dict:
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML ({err})") from err
+        raise ConfigError(f"{path}: invalid YAML, {yaml_problem(err)}") from err
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     includes = data.pop("defaults", None) or []

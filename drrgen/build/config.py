@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from drrgen.typed_config import ConfigError, from_dict
+from drrgen.typed_config import ConfigError, from_dict, yaml_problem
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ def load_config(path: str | Path | None) -> BuildConfig:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the build config ({exc.strerror})") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+        raise ConfigError(f"{path}: invalid YAML, {yaml_problem(exc)}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the build config must be a mapping of option: value")
     return BuildConfig.from_dict(data, source=str(path))
