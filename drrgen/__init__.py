@@ -17,6 +17,7 @@ from drrgen._lazy import lazy_names
 _API = {
     "CTReadError": "drrgen.errors",
     "DrrgenError": "drrgen.errors",
+    "UserError": "drrgen.errors",
     "View": "drrgen.geometry",
     "carm_view": "drrgen.geometry",
     "correspondence": "drrgen.correspondence",

@@ -9,7 +9,16 @@ class DrrgenError(Exception):
     """Base class of every error drrgen raises on purpose."""
 
 
-class CTReadError(DrrgenError, ValueError):
+class UserError(DrrgenError, ValueError):
+    """A mistake in what the user gave: a file, an option, a configuration value, a store.
+
+    The message starts with the input at fault (``<input>: <reason>``); the `drrgen` and
+    `xmatch` command lines print it as ``error: <message>`` and exit 2, without a traceback
+    (`drrgen.clikit`). A `ValueError`, so callers that catch those keep working.
+    """
+
+
+class CTReadError(UserError):
     """A CT volume could not be used.
 
     Attributes:

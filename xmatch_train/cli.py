@@ -2,36 +2,22 @@
 and ``xmatch eval``.
 
 Heavy imports (torch, timm, zarr) happen inside the commands, so ``xmatch --help`` is fast.
+Errors go through the error path shared with `drrgen` (`drrgen.clikit`): a user's mistake is
+one line ``error: <input>: <reason>`` and exit code 2, a bug keeps its traceback.
 """
 
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
-app = typer.Typer(
-    name="xmatch",
-    help="Train and evaluate multi-view X-ray correspondence models on drrgen stores.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+from drrgen.clikit import make_app, out_folder
+from drrgen.errors import UserError
+
+app = make_app(
+    "xmatch", "Train and evaluate multi-view X-ray correspondence models on drrgen stores."
 )
-
-
-@contextmanager
-def _user_errors():
-    """Print input errors (bad config, store, file) as one line and exit 2; XMATCH_DEBUG=1
-    shows the traceback instead."""
-    try:
-        yield
-    except (ValueError, FileNotFoundError) as err:
-        if os.environ.get("XMATCH_DEBUG"):
-            raise
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
 
 
 @app.callback()
@@ -55,8 +41,7 @@ def pretrain(
     from xmatch_train.config import load_config
     from xmatch_train.pretrain import pretrain as run
 
-    with _user_errors():
-        run_dir = run(load_config(config, overrides))
+    run_dir = run(load_config(config, overrides))
     typer.echo(f"run directory: {run_dir}")
 
 
@@ -89,36 +74,41 @@ def eval_(
     from xmatch_train.finetune.report import evaluate_finetune_runs, is_finetune_run
     from xmatch_train.pretrain.report import evaluate_runs
 
+    out_folder(out)
     kinds = {is_finetune_run(r) for r in run}
-    with _user_errors():
-        if kinds == {True}:
-            table = evaluate_finetune_runs(
-                run,
-                out,
-                split="test" if split == "auto" else split,
-                checkpoint=checkpoint,
-                batch_size=batch_size,
-                workers=workers,
-            )
-            typer.echo(table)
-            return
-        if len(kinds) > 1:
-            raise ValueError("--run: mix of fine-tuning and correspondence runs; evaluate apart")
-        if not store:
-            raise ValueError("--store is required to evaluate correspondence runs")
-        table = evaluate_runs(
-            store,
+    if kinds == {True}:
+        table = evaluate_finetune_runs(
             run,
             out,
-            split=split,
+            split="test" if split == "auto" else split,
             checkpoint=checkpoint,
             batch_size=batch_size,
-            max_batches=max_batches,
-            figures=figures,
             workers=workers,
-            allow_incomplete=allow_incomplete,
         )
+        typer.echo(table)
+        typer.echo(
+            f"wrote {out / 'table.md'}, {out / 'metrics.json'} and the runs' "
+            f"predictions.csv in {out}/"
+        )
+        return
+    if len(kinds) > 1:
+        raise UserError("--run: mix of fine-tuning and correspondence runs; evaluate apart")
+    if not store:
+        raise UserError("--store is required to evaluate correspondence runs")
+    table = evaluate_runs(
+        store,
+        run,
+        out,
+        split=split,
+        checkpoint=checkpoint,
+        batch_size=batch_size,
+        max_batches=max_batches,
+        figures=figures,
+        workers=workers,
+        allow_incomplete=allow_incomplete,
+    )
     typer.echo(table)
+    typer.echo(f"wrote {out / 'table.md'}, {out / 'metrics.json'} and figures in {out}/")
 
 
 @app.command()
@@ -135,8 +125,7 @@ def finetune(
     from xmatch_train.finetune import FinetuneConfig
     from xmatch_train.finetune import finetune as run
 
-    with _user_errors():
-        run_dir = run(load_config(config, overrides, cls=FinetuneConfig))
+    run_dir = run(load_config(config, overrides, cls=FinetuneConfig))
     typer.echo(f"run directory: {run_dir}")
 
 
@@ -154,12 +143,23 @@ def finetune_table(
     from xmatch_train.config import load_config
     from xmatch_train.finetune import FinetuneConfig, run_table
 
-    with _user_errors():
-        base = load_config(config, overrides, cls=FinetuneConfig)
-        table = run_table(
-            base,
-            rows=tuple(r.strip() for r in rows.split(",")) if rows else None,
-            seeds=tuple(int(x) for x in seeds.split(",")) if seeds else None,
-            out=out,
-        )
+    if out is not None:
+        out_folder(out)
+    base = load_config(config, overrides, cls=FinetuneConfig)
+    table = run_table(
+        base,
+        rows=tuple(r.strip() for r in rows.split(",")) if rows else None,
+        seeds=_seeds(seeds),
+        out=out,
+    )
     typer.echo(table)
+
+
+def _seeds(text: str | None) -> tuple[int, ...] | None:
+    """``--seeds 0,1,2`` as integers."""
+    if not text:
+        return None
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise UserError(f"--seeds {text}: expected comma-separated integers, e.g. 0,1,2") from None

@@ -2,21 +2,19 @@
 
 ``load_config("pipelines/pretrain_cpu.yaml", ["optim.lr=3e-4", "model.name=cnn"])`` reads the
 file, applies the overrides (values parsed as YAML scalars/lists), and builds the nested
-dataclasses, refusing unknown keys and ill-typed values with a message naming the file and key.
+dataclasses, refusing unknown keys and ill-typed values with a message naming the file and key
+(`drrgen.typed_config`, the coercion the build configuration uses too).
 The resolved configuration is saved next to the run's outputs (``config.yaml``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from drrgen.typed_config import ConfigError, from_dict, yaml_problem
 from xmatch_train.data.transforms import AugmentConfig, DisplayConfig
 from xmatch_train.metrics import MetricConfig
 from xmatch_train.models.registry import ModelConfig
@@ -133,83 +131,6 @@ class PretrainConfig:
     metrics: MetricConfig = field(default_factory=MetricConfig)
 
 
-class ConfigError(ValueError):
-    """A configuration value or key is wrong; the message names the source and the key."""
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check/convert a YAML value to the annotated type `tp`."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, where)
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            value = [value]
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-        if len(args) != len(value):
-            raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
-        return tuple(
-            _coerce(v, a, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
-        )
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    return value
-
-
-def from_dict(cls, data: dict | None, where: str = "config"):
-    """Build dataclass `cls` from a nested dict; missing keys keep their defaults."""
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
-    return cls(**kwargs)
-
-
 def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
     """Set ``a.b.c=value`` entries in a nested dict (values parsed as YAML)."""
     data = dict(data or {})
@@ -217,7 +138,10 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. optim.lr=3e-4")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else None
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: invalid YAML, {yaml_problem(err)}") from None
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -255,7 +179,7 @@ def read_yaml(path: str | Path, _chain: tuple = ()) -> dict:
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML ({err})") from err
+        raise ConfigError(f"{path}: invalid YAML, {yaml_problem(err)}") from err
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     includes = data.pop("defaults", None) or []
@@ -278,7 +202,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, cls
         source += f" + overrides {list(overrides)}"
     data = {} if path is None else read_yaml(path)
     try:
-        return from_dict(cls, apply_overrides(data, overrides), "config")
+        return from_dict(cls, apply_overrides(data, overrides))
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -138,6 +140,25 @@ LOCAL_NO_WORKERS_TIMEOUT_S = 120.0
 
 
 @contextmanager
+def _workers_ignore_ctrl_c():
+    """Start local worker processes with SIGINT ignored (they inherit it).
+
+    Ctrl-C in a terminal goes to the whole process group: without this every worker dies with
+    its own KeyboardInterrupt traceback while this process shuts the cluster down. With it only
+    this process is interrupted; it closes the cluster and the command reports what was kept.
+    (A Ctrl-C while the workers start is ignored.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
 def open_client(opts: ClusterOptions):
     """Yield a `Runner` for the options.
 
@@ -160,14 +181,15 @@ def open_client(opts: ClusterOptions):
         yield Runner(None, opts.threads, "in this process (no Dask)")
         return
     workers, threads = local_shape(opts.workers, opts.threads)
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        env=worker_env(threads),
-        dashboard_address=None,
-        silence_logs=logging.WARNING,
-    )
+    with _workers_ignore_ctrl_c():
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            env=worker_env(threads),
+            dashboard_address=None,
+            silence_logs=logging.WARNING,
+        )
     with cluster, Client(cluster) as client:
         where = f"local Dask cluster, {workers} workers x {threads} threads"
         yield Runner(client, threads, where, LOCAL_NO_WORKERS_TIMEOUT_S)

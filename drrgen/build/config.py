@@ -7,10 +7,12 @@ different values refuses to touch the store. Run-time options that do not change
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import yaml
+
+from drrgen.typed_config import ConfigError, from_dict, yaml_problem
 
 
 @dataclass(frozen=True)
@@ -150,12 +152,17 @@ class BuildConfig:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> BuildConfig:
-        """Build from a (possibly partial) dict; unknown keys raise `ValueError` naming them."""
-        data = dict(data or {})
-        sampling = data.pop("sampling", None) or {}
-        top = _typed(cls, data, source)
-        samp = _typed(SamplingConfig, sampling, f"{source}: sampling")
-        return cls(**top, sampling=SamplingConfig(**samp))
+        """Build from a (possibly partial) dict, each value checked against its field's type
+        (`drrgen.typed_config`).
+
+        Raises:
+            ConfigError: unknown keys or ill-typed values; the message names `source` and the
+                key (``c.yaml: sampling.crop_fraction: expected a list of 2 numbers, ...``).
+        """
+        try:
+            return from_dict(cls, data)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
 
 
 def _jsonable(obj):
@@ -166,24 +173,6 @@ def _jsonable(obj):
     return obj
 
 
-def _typed(cls, data: dict, source: str) -> dict:
-    """Coerce `data` to the field types of dataclass `cls` (int, float, tuples)."""
-    known = {f.name: f for f in fields(cls) if f.name != "sampling"}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ValueError(f"{source}: unknown keys {unknown}; known: {sorted(known)}")
-    out = {}
-    for name, value in data.items():
-        default = getattr(cls(), name)
-        if isinstance(default, tuple):
-            out[name] = tuple(float(x) for x in value)
-        elif isinstance(default, bool):
-            out[name] = bool(value)
-        else:
-            out[name] = type(default)(value)
-    return out
-
-
 def load_config(path: str | Path | None) -> BuildConfig:
     """A `BuildConfig` from a YAML file (missing keys take the defaults), or the defaults."""
     if path is None:
@@ -191,10 +180,12 @@ def load_config(path: str | Path | None) -> BuildConfig:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read the build config: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the build config ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML, {yaml_problem(exc)}") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: the build config must be a mapping of option: value")
+        raise ConfigError(f"{path}: the build config must be a mapping of option: value")
     return BuildConfig.from_dict(data, source=str(path))
 
 

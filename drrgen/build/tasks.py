@@ -236,6 +236,9 @@ def run_block(task: BlockTask, job: Job) -> BlockResult:
         result.error = exc.reason
         return result
     except Exception as exc:  # a bug or an odd volume: report it, keep the build going
+        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            # Ctrl-C inside a compiled kernel comes out as a SystemError: not the volume's fault
+            raise KeyboardInterrupt from None
         tb = traceback.extract_tb(exc.__traceback__)[-1]
         where = f"{Path(tb.filename).name}:{tb.lineno}"
         result.error = f"{type(exc).__name__} at {where}: {exc}"

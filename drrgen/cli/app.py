@@ -1,14 +1,9 @@
-"""The typer application shared by every command module."""
+"""The typer application shared by every command module (settings and error path:
+`drrgen.clikit`)."""
 
-import typer
+from drrgen.clikit import make_app
 
-app = typer.Typer(
-    name="drrgen",
-    help="DRRs and many-to-many correspondence ground truth from CT volumes.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = make_app("drrgen", "DRRs and many-to-many correspondence ground truth from CT volumes.")
 
 
 @app.callback()

@@ -10,6 +10,8 @@ import typer
 
 from drrgen.build.config import BuildConfig, SamplingConfig, load_config, with_overrides
 from drrgen.cli.app import app
+from drrgen.clikit import local_out_folder, on_interrupt
+from drrgen.errors import UserError
 
 _D = BuildConfig()
 _S = SamplingConfig()
@@ -43,12 +45,8 @@ def _explicit(ctx: typer.Context, name: str) -> bool:
 
 
 def _command_line(ctx: typer.Context) -> str:
-    """The command as given (explicit options only), for the rerun hint: a shell line that
-    runs as pasted (each word quoted on its own, program and subcommand included)."""
-    words, level = [], ctx
-    while level is not None:  # "drrgen", "build": one word each
-        words.insert(0, level.info_name)
-        level = level.parent
+    """The command as given (explicit options only), for the rerun hint."""
+    words = ctx.command_path.split(" ")
     for param in ctx.command.params:
         if not _explicit(ctx, param.name):
             continue
@@ -67,10 +65,22 @@ def _storage_options(text: str | None) -> dict | None:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"--storage-options must be JSON: {exc}") from exc
+        raise UserError(f"--storage-options {text}: not JSON ({exc})") from None
     if not isinstance(value, dict):
-        raise typer.BadParameter("--storage-options must be a JSON object")
+        raise UserError(f"--storage-options {text}: expected a JSON object {{...}}")
     return value
+
+
+def _interrupted(out: str, storage_options: dict | None, command: str) -> str:
+    """What an interrupted build kept, and the command that resumes it (for Ctrl-C)."""
+    from drrgen.build.store import open_store, written_blocks
+
+    try:
+        done = written_blocks(open_store(out, "r", storage_options))
+        kept = f"{int(done.sum())}/{done.size} blocks are written in {out} and kept"
+    except Exception:  # no store yet (interrupted while reading the CTs) or unreadable
+        kept = f"blocks already written in {out} (if any) are kept"
+    return f"{kept}; rerun the same command to resume: {command}"
 
 
 @app.command()
@@ -150,37 +160,29 @@ def build(
     Rerunning the same command resumes an interrupted build: only missing blocks are built and
     the result is identical to an uninterrupted build, for any number of workers.
     """
-    from drrgen.build import ClusterOptions, StoreError
+    from drrgen.build import ClusterOptions
     from drrgen.build import build as run_build
 
     values = locals()
-    try:
-        cfg = load_config(config)
-        overrides = {
-            key: values[name] for name, key in _CONFIG_KEYS.items() if _explicit(ctx, name)
-        }
-        cfg = with_overrides(cfg, overrides).validate()
-        cluster = ClusterOptions(
-            workers, threads, scheduler, str(slurm_config) if slurm_config else None
-        )
-        summary = run_build(
-            ct_dir,
-            out,
-            cfg,
-            cluster,
-            overwrite=overwrite,
-            storage_options=_storage_options(storage_options),
-            progress=progress,
-            echo=lambda s: typer.echo(s, err=True),
-        )
-    except (StoreError, ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        typer.echo(
-            "interrupted: rerun the same command to resume (finished blocks are kept)", err=True
-        )
-        raise typer.Exit(130) from None
+    local_out_folder(out)
+    options = _storage_options(storage_options)
+    cfg = load_config(config)
+    overrides = {key: values[name] for name, key in _CONFIG_KEYS.items() if _explicit(ctx, name)}
+    cfg = with_overrides(cfg, overrides).validate()
+    cluster = ClusterOptions(
+        workers, threads, scheduler, str(slurm_config) if slurm_config else None
+    )
+    on_interrupt(ctx, lambda: _interrupted(out, options, _command_line(ctx)))
+    summary = run_build(
+        ct_dir,
+        out,
+        cfg,
+        cluster,
+        overwrite=overwrite,
+        storage_options=options,
+        progress=progress,
+        echo=lambda s: typer.echo(s, err=True),
+    )
     typer.echo(summary.format())
     if summary.failed:
         cmd = _command_line(ctx)
@@ -202,13 +204,8 @@ def info(
 ) -> None:
     """What a store holds: sizes, parameters, volumes, completeness."""
     from drrgen.build.inspect import format_info, store_info
-    from drrgen.build.store import StoreError
 
-    try:
-        summary = store_info(store, _storage_options(storage_options))
-    except StoreError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    summary = store_info(store, _storage_options(storage_options))
     typer.echo(format_info(summary, volumes=volumes))
 
 
@@ -240,19 +237,12 @@ def verify(
     Exits 1 when a problem is found (with --repair: when the store is still incomplete).
     """
     from drrgen.build.inspect import verify_store
-    from drrgen.build.store import StoreError
 
     options = _storage_options(storage_options)
     if repair:
         _repair(store, ct_dir, workers, threads, options, progress)
         return
-    try:
-        report = verify_store(
-            store, options, quick=quick, allow_failed=allow_failed, progress=progress
-        )
-    except StoreError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    report = verify_store(store, options, quick=quick, allow_failed=allow_failed, progress=progress)
     typer.echo(report.format())
     if not report.ok:
         raise typer.Exit(1)
@@ -260,21 +250,17 @@ def verify(
 
 def _repair(store, ct_dir, workers, threads, options, progress) -> None:
     """`drrgen verify --repair`: rebuild what is damaged or missing, print the summary."""
-    from drrgen.build import ClusterOptions, StoreError
+    from drrgen.build import ClusterOptions
     from drrgen.build.pipeline import repair_store
 
-    try:
-        summary = repair_store(
-            store,
-            ct_dir,
-            ClusterOptions(workers, threads),
-            storage_options=options,
-            progress=progress,
-            echo=lambda s: typer.echo(s, err=True),
-        )
-    except (StoreError, ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    summary = repair_store(
+        store,
+        ct_dir,
+        ClusterOptions(workers, threads),
+        storage_options=options,
+        progress=progress,
+        echo=lambda s: typer.echo(s, err=True),
+    )
     typer.echo(summary.format())
     if not summary.complete:
         raise typer.Exit(1)
@@ -293,13 +279,9 @@ def show(
     storage_options: str | None = typer.Option(None, help="fsspec options as JSON."),
 ) -> None:
     """Draw one sample: its views, a patch of view 0 and its correspondences, the matrices."""
-    from drrgen.build.store import StoreError, open_store
+    from drrgen.build.store import open_store
     from drrgen.viz import show_sample
 
-    try:
-        group = open_store(store, "r", _storage_options(storage_options))
-        path = show_sample(group, index, out, patch_index=patch_index)
-    except (StoreError, IndexError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    group = open_store(store, "r", _storage_options(storage_options))
+    path = show_sample(group, index, out, patch_index=patch_index)
     typer.echo(f"wrote {path}")

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from drrgen.cli.app import app
+from drrgen.errors import UserError
 
 
 @app.command()
@@ -34,6 +35,8 @@ def render(
     The pixel pitch is chosen so the whole CT fits the detector. 0 deg = AP, 90 = source at
     the patient's left, 180 = PA (see `drrgen.geometry.carm`).
     """
+    angles = _render_options(primary, sid, sdd, size, mu_water, out)
+
     import numpy as np
 
     from drrgen.geometry import carm_view
@@ -45,7 +48,6 @@ def render(
     mu = vol.to_mu(mu_water)
     extent = np.linalg.norm(vol.spacing * np.array(vol.shape_ijk))  # mm, the grid diagonal
     pixel = extent * sdd / sid / size
-    angles = [float(a) for a in primary.split(",")]
     views = [
         carm_view(
             a,
@@ -64,3 +66,34 @@ def render(
     if npy:
         np.save(out.with_suffix(".npy"), np.stack(drrs))
     typer.echo(f"wrote {out}")
+
+
+def _render_options(
+    primary: str, sid: float, sdd: float, size: int, mu_water: float, out: Path
+) -> list[float]:
+    """Check `render`'s options before the CT is read; returns the primary angles.
+
+    Raises:
+        UserError: naming the option and its value.
+    """
+    angles = []
+    for word in primary.split(","):
+        try:
+            angles.append(float(word))
+        except ValueError:
+            raise UserError(
+                f"--primary {primary}: {word.strip()!r} is not a number "
+                "(comma-separated angles in degrees, e.g. 0,90)"
+            ) from None
+    if not 0 < sid < sdd:
+        raise UserError(
+            f"--sdd {sdd:g}: the source-detector distance must exceed the source-isocenter "
+            f"distance --sid {sid:g} (mm), and both must be positive"
+        )
+    if size < 1:
+        raise UserError(f"--size {size}: the detector needs at least 1 pixel")
+    if mu_water <= 0:
+        raise UserError(f"--mu-water {mu_water:g}: must be > 0 (1/mm)")
+    if out.is_dir():
+        raise UserError(f"{out}: --out must be a PNG file, but this is a folder")
+    return angles

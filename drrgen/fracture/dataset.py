@@ -207,6 +207,33 @@ def split_volumes(n: int, val: float, test: float, seed: int) -> list[str]:
     return names
 
 
+def check_split_sizes(n: int, cfg: FractureDatasetConfig) -> None:
+    """Refuse a dataset whose train split, or a held-out split with a positive fraction, would
+    get no volume (e.g. one phantom: an empty test split).
+
+    Raises:
+        ValueError: naming the volume count and the minimum the fractions need.
+    """
+    fractions = {"val": cfg.val_fraction, "test": cfg.test_fraction}
+    needed = ["train", *(name for name, f in fractions.items() if f > 0)]
+
+    def fits(m: int) -> bool:
+        names = split_volumes(m, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        return all(name in names for name in needed)
+
+    if fits(n):
+        return
+    least = next((m for m in range(n + 1, n + 1000) if fits(m)), None)
+    source = f"--phantoms {cfg.phantoms}" + (f" + {n - cfg.phantoms} CTs" if cfg.ct_dir else "")
+    splits = " and ".join([", ".join(needed[:-1]), needed[-1]] if len(needed) > 1 else needed)
+    raise ValueError(
+        f"{source}: {n} volume{'s' if n != 1 else ''}, but the {splits} split"
+        f"{'s' if len(needed) > 1 else ''} need at least one volume each (split by volume; "
+        f"val_fraction {cfg.val_fraction:g}, test_fraction {cfg.test_fraction:g})"
+        + (f": use at least {least} volumes" if least else "")
+    )
+
+
 def to_uint8(line_integral: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5) -> np.ndarray:
     """(H, W) line integrals -> (H, W) uint8: log-domain image in a robust percentile window."""
     lo, hi = np.percentile(line_integral, [low_pct, high_pct])
@@ -352,7 +379,8 @@ def write_fracture_dataset(
 
     Raises:
         FileExistsError: `out` exists but is not this dataset (names the folder).
-        ValueError: bad parameters, no volumes, or a volume without a bone to fracture.
+        ValueError: bad parameters, no volumes, too few volumes for the splits
+            (`check_split_sizes`), or a volume without a bone to fracture.
     """
     from tqdm import tqdm
 
@@ -366,6 +394,7 @@ def write_fracture_dataset(
             "delete it or choose another --out"
         )
     entries = plan_volumes(cfg)
+    check_split_sizes(len(entries), cfg)
     splits = split_volumes(len(entries), cfg.val_fraction, cfg.test_fraction, cfg.seed)
     partial = out.with_name(f".partial-{os.getpid()}-{out.name}")
     shutil.rmtree(partial, ignore_errors=True)

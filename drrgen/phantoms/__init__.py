@@ -1,5 +1,17 @@
-"""Procedural limb phantoms (forearm, hand, elbow, knee, leg, foot) as HU volumes (LPS, mm)."""
+"""Procedural limb phantoms (forearm, hand, elbow, knee, leg, foot) as HU volumes (LPS, mm).
 
-from drrgen.phantoms.phantom import KINDS, kind_of, make_phantom, phantom_layout
+Names are imported on first use (PEP 562): `drrgen.phantoms.kinds` loads nothing else.
+"""
 
-__all__ = ["KINDS", "kind_of", "make_phantom", "phantom_layout"]
+from drrgen._lazy import lazy_names
+
+_API = {
+    "KINDS": "drrgen.phantoms.kinds",
+    "kind_of": "drrgen.phantoms.phantom",
+    "make_phantom": "drrgen.phantoms.phantom",
+    "phantom_layout": "drrgen.phantoms.phantom",
+}
+
+__all__ = sorted(_API)
+
+__getattr__, __dir__ = lazy_names("drrgen.phantoms", _API, globals())

@@ -9,11 +9,11 @@ import numpy as np
 
 from drrgen.phantoms.anatomy import LAYOUTS
 from drrgen.phantoms.extras import add_extras
+from drrgen.phantoms.kinds import KINDS
 from drrgen.phantoms.limb import Limb
 from drrgen.phantoms.render import HU_MAX, render_limb
 from drrgen.volume.volume import Volume
 
-KINDS = tuple(LAYOUTS)  # forearm, hand, elbow, knee, leg, foot
 REFERENCE_FOV_MM = np.array([128.0, 128.0, 160.0])  # the field of view the layouts are sized for
 
 

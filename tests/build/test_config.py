@@ -58,5 +58,5 @@ def test_yaml_then_overrides(tmp_path):
 def test_unknown_yaml_keys_are_named(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("sise: 64\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"c.yaml: unknown keys \['sise'\]"):
+    with pytest.raises(ValueError, match=r"c.yaml: unknown key\(s\) \['sise'\]"):
         load_config(path)

@@ -96,6 +96,8 @@ def test_guided_run_resumes_exactly_and_evaluates(fracture_dataset, pretrain_run
     )
     assert result.exit_code == 0, result.output
     assert "| ✓ | ✓ | Early |" in result.output
+    assert "eval full" in result.stderr and "100%" in result.stderr  # progress
+    assert f"wrote {tmp_path / 'eval' / 'table.md'}" in result.stdout
     (predictions,) = (tmp_path / "eval").glob("*_full/predictions.csv")
     with open(predictions, encoding="utf-8") as f:
         rows = list(csv.DictReader(f))

@@ -132,6 +132,6 @@ def test_a_fracture_that_changes_nothing_is_never_a_positive(tmp_path):
     from drrgen.fracture import FractureConfig
 
     blank = FractureConfig(kinds=("gap",), kind_probs=(1.0,), gap_mm=(0.0, 0.0))  # empty slab
-    cfg = replace(TINY, phantoms=1, fracture=blank)
+    cfg = replace(TINY, phantoms=1, val_fraction=0.0, test_fraction=0.0, fracture=blank)
     with pytest.raises(ValueError, match="changed no voxel"):
         write_fracture_dataset(tmp_path / "fx", cfg, progress=False, workers=1)

@@ -106,7 +106,9 @@ def evaluate_run(
         grid = (cfg.data.image_size // cfg.model.patch_size,) * 2
         guide = CorrespondenceGuide.from_run(guide_source(cfg), grid, cfg.guidance.checkpoint)
         guide.to(rt.device)
-    labels, probs, logits = predict(model, dataset, rt, guide, batch_size, workers)
+    labels, probs, logits = predict(
+        model, dataset, rt, guide, batch_size, workers, progress=f"eval {run_dir.name}"
+    )
     metrics = dict(
         scores(labels, probs, logits, cfg.threshold),
         step=int(ckpt.get("step", -1)),

@@ -178,18 +178,26 @@ def predict(
     guide: CorrespondenceGuide | None,
     batch_size: int,
     workers: int = 0,
+    progress: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Study probabilities with the fixed view pair, in dataset order.
+
+    Args:
+        progress: label of a tqdm bar over the batches (None: no bar).
 
     Returns:
         (S,) labels, (S,) probabilities of abnormal, (S,) logits.
     """
+    from tqdm import tqdm
+
     was = model.training
     model.eval()
     labels, logits = [], []
     try:
         sampler = EpochBatches(len(dataset), batch_size, shuffle=False)
-        for batch in make_loader(dataset, sampler, workers):
+        loader = make_loader(dataset, sampler, workers)
+        bar = tqdm(loader, desc=progress, disable=progress is None, dynamic_ncols=True)
+        for batch in bar:
             views, corr, label = model_inputs(batch, rt, guide, augment=False)
             with rt.autocast():
                 logit = model(views, corr)

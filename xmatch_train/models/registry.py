@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import timm
 import torch
 from torch import nn
 
@@ -95,6 +96,17 @@ def _head(cfg: ModelConfig) -> nn.Module | None:
     return PriorMixtureHead(cfg.width, cfg.grid * cfg.grid, cfg.prior_components)
 
 
+def _feature_levels(name: str) -> int | None:
+    """How many feature levels timm's `name` has (built on the meta device: no memory, no
+    weights); None when that cannot be told this way."""
+    try:
+        with torch.device("meta"):
+            body = timm.create_model(name, features_only=True, pretrained=False)
+    except Exception:  # the real build reports the problem
+        return None
+    return len(body.feature_info)
+
+
 def _cnn_attention(cfg: ModelConfig) -> CorrespondenceModel:
     backbone = build_backbone(
         cfg.backbone, cfg.backbone_index, 1, cfg.pretrained_file, cfg.pretrained
@@ -139,9 +151,45 @@ def build_model(cfg: ModelConfig) -> CorrespondenceModel:
         ValueError: unknown name (the message lists the registry).
         FileNotFoundError: `cfg.pretrained_file` does not exist.
     """
-    if cfg.name not in MODELS:
-        raise ValueError(f"unknown model {cfg.name!r}; available: {sorted(MODELS)}")
+    check_config(cfg)
     return MODELS[cfg.name](cfg)
+
+
+def check_config(cfg: ModelConfig) -> None:
+    """Refuse, naming the keys, what the builders cannot take: an unknown model or backbone,
+    heads that do not divide the width, a head size the rotary embedding cannot rotate.
+
+    Raises:
+        ValueError: one line naming the key(s) and value(s).
+    """
+    if cfg.name not in MODELS:
+        raise ValueError(f"model.name={cfg.name!r}: unknown; available: {sorted(MODELS)}")
+    if cfg.heads < 1 or cfg.width < 1 or cfg.width % cfg.heads:
+        raise ValueError(
+            f"model.heads={cfg.heads}: must divide model.width={cfg.width} "
+            "(each head gets width / heads channels)"
+        )
+    if cfg.name == "vit_s":
+        return
+    if (cfg.width // cfg.heads) % 4:
+        raise ValueError(
+            f"model.width={cfg.width} / model.heads={cfg.heads} = {cfg.width // cfg.heads}: "
+            "the head size must be a multiple of 4 (2-D rotary position embedding)"
+        )
+    name = cfg.backbone
+    if name == "convstem" or ":" in name:  # ours, or a hub name timm resolves online
+        return
+    if not timm.is_model(name):
+        raise ValueError(
+            f"model.backbone={name!r}: not a timm model (e.g. resnet18, resnet50; "
+            "timm.list_models() lists them) nor convstem"
+        )
+    levels = _feature_levels(name)
+    if levels is not None and not -levels <= cfg.backbone_index < levels:
+        raise ValueError(
+            f"model.backbone_index={cfg.backbone_index}: out of range for '{name}', which has "
+            f"feature levels 0..{levels - 1}"
+        )
 
 
 def encoder_state_dict(source: str | Path | dict) -> dict[str, torch.Tensor]:

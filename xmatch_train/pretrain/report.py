@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import replace
@@ -134,6 +135,23 @@ def _check_store(metas: list[StoreMeta], run_dir: Path, mean: np.ndarray, defini
             )
 
 
+def _check_grid(first: tuple[dict, torch.Tensor], metas, run_dir: Path, cfg) -> None:
+    """The run's model must predict the store's patch grid at the store's image size."""
+    batch, pred = first
+    if tuple(pred.shape) == tuple(batch["corr_0to1"].shape):
+        return
+    m = metas[int(batch["store"][0])]
+    side = math.isqrt(int(pred.shape[-1]))
+    size = cfg.data.image_size
+    seen = f"{size} px (data.image_size)" if size else f"{m.image_shape[0]} px"
+    raise StoreError(
+        f"{m.path}: {m.image_shape[0]}x{m.image_shape[1]} px views with a "
+        f"{m.grid[0]}x{m.grid[1]} patch grid, but {run_dir}'s model sees them at {seen} as a "
+        f"{side}x{side} token grid (trained on {', '.join(cfg.data.stores)}): evaluate on a "
+        "store built with the training store's --size and --patch"
+    )
+
+
 def _same_numbers(a: dict, b: dict) -> bool:
     """Two baseline rows with the same scores on the same pairs (runs sharing a split)."""
     keys = ("mse", "ap", "precision", "recall", "pairs")
@@ -197,8 +215,12 @@ def evaluate_runs(
         total = stream.batches_per_epoch(0)
         if max_batches is not None:
             total = min(total, max_batches)
+        predictions = predict(model, make_loader(stream), rt, transform, max_batches)
+        first = next(predictions, None)  # checked before the progress bar starts
+        if first is not None:
+            _check_grid(first, metas, run_dir, cfg)
         batches = tqdm(
-            predict(model, make_loader(stream), rt, transform, max_batches),
+            itertools.chain([first] if first is not None else [], predictions),
             total=total,
             desc=f"eval {name}",
             dynamic_ncols=True,
@@ -245,5 +267,4 @@ def evaluate_runs(
         for n, r in rows.items()
     }
     (out / "metrics.json").write_text(json.dumps(clean, indent=1), encoding="utf-8")
-    print(f"wrote {out / 'table.md'}, {out / 'metrics.json'} and figures in {out}")
     return table

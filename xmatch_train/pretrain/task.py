@@ -30,6 +30,7 @@ from xmatch_train.data.batch import BatchTransform
 from xmatch_train.data.store import StoreError, StoreMeta
 from xmatch_train.models import build_model, correspondence_loss, count_parameters
 from xmatch_train.models.head import bce_loss
+from xmatch_train.models.registry import check_config
 from xmatch_train.pretrain.baselines import (
     TRAIN_MEAN_FILE,
     load_train_mean,
@@ -222,4 +223,5 @@ class CorrespondenceTask:
 
 def pretrain(cfg: PretrainConfig) -> Path:
     """Train (or resume) the correspondence run described by `cfg`; returns the run directory."""
+    check_config(cfg.model)  # before the stores are read: a wrong size fails at once
     return fit(CorrespondenceTask(cfg))

@@ -48,7 +48,9 @@ def _device(choice: str, local_rank: int) -> torch.device:
     if choice not in ("auto", "cuda", "cpu"):
         raise ValueError(f"train.device must be auto, cuda or cpu, got {choice!r}")
     if choice == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda but no CUDA device is available")
+        raise ValueError(
+            "train.device=cuda: no CUDA device is available here; use train.device=auto or cpu"
+        )
     if choice != "cpu" and torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
