@@ -73,7 +73,8 @@ def _storage_options(text: str | None) -> dict | None:
 
 def _interrupted(out: str, storage_options: dict | None, command: str) -> str:
     """What an interrupted build kept, and the command that resumes it (for Ctrl-C)."""
-    from drrgen.build.store import open_store, written_blocks
+    from drrgen.build.store import open_store
+    from drrgen.store_contract import written_blocks
 
     try:
         done = written_blocks(open_store(out, "r", storage_options))
