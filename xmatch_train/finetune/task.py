@@ -45,6 +45,7 @@ from xmatch_train.finetune.studies import (
 )
 from xmatch_train.metrics import classification_metrics
 from xmatch_train.models import MultiViewViT, count_parameters
+from xmatch_train.models.backbone import loaded_weights
 from xmatch_train.pretrain.baselines import check_beats_baseline
 from xmatch_train.train import dist
 from xmatch_train.train.loop import fit
@@ -324,8 +325,8 @@ class FinetuneTask:
         init = "random init"
         if cfg.model.init_from:
             init = f"encoder from {cfg.model.init_from}"
-        elif cfg.model.pretrained_file:
-            init = f"timm weights {cfg.model.pretrained_file}"
+        elif loaded_weights(model) is not None:
+            init = f"timm weights {loaded_weights(model)}"
         guided = f", guided by {guide_source(cfg)}" if self.guide is not None else ""
         return (
             f"xmatch finetune: ViT ({count_parameters(model) / 1e6:.2f} M params), "

@@ -29,6 +29,7 @@ from xmatch_train.data import (
 from xmatch_train.data.batch import BatchTransform
 from xmatch_train.data.store import StoreError, StoreMeta
 from xmatch_train.models import build_model, correspondence_loss, count_parameters
+from xmatch_train.models.backbone import loaded_weights
 from xmatch_train.models.head import bce_loss
 from xmatch_train.pretrain.baselines import (
     TRAIN_MEAN_FILE,
@@ -205,9 +206,14 @@ class CorrespondenceTask:
         )
 
     def describe(self, model: torch.nn.Module, rt: dist.Runtime, steps: int) -> str:
+        init = "random init"
+        if loaded_weights(model) is not None:
+            init = f"weights from {loaded_weights(model)}"
+        elif self.cfg.model.pretrained:
+            init = f"{self.cfg.model.pretrained} hub weights"
         return (
             f"xmatch pretrain: {self.cfg.model.name} ({count_parameters(model) / 1e6:.2f} M "
-            f"params) on {rt.device} x{rt.world_size}, amp={rt.amp_dtype}; "
+            f"params, {init}) on {rt.device} x{rt.world_size}, amp={rt.amp_dtype}; "
             f"{self.train_stream.n_samples} training samples ({len(self.split.train)} CTs), "
             f"{steps} steps; '{self.definition}' correspondences"
         )
