@@ -34,6 +34,7 @@ from xmatch_train.config import save_config, to_dict
 from xmatch_train.train import dist
 from xmatch_train.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from xmatch_train.train.logger import JsonlLogger, read_log
+from xmatch_train.train.resume import check_resume, restore
 
 
 def cosine_schedule(steps: int, warmup: int = 0, min_ratio: float = 0.0):
@@ -73,15 +74,6 @@ class EpochIterator:
                 continue
             self.position += 1
             return batch
-
-
-def _check_resume(saved: dict, now: dict, path: Path) -> None:
-    diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
-    if diff:
-        raise ValueError(
-            f"{path}: cannot resume exactly, the data layout changed {diff} (saved, now); "
-            "use the saved settings, or start a fresh run (train.resume=false or a new run_dir)"
-        )
 
 
 def _trim_log(run_dir: Path, step: int) -> None:
@@ -163,7 +155,7 @@ def _fit(task: Task, rt: dist.Runtime) -> Path:
     last_path, best_path = run_dir / "ckpt" / "last.pt", run_dir / "ckpt" / "best.pt"
     ckpt = load_checkpoint(last_path) if t.resume and last_path.is_file() else None
     if ckpt is not None:
-        _check_resume(ckpt.get("layout", {}), task.layout(rt), last_path)
+        check_resume(ckpt, cfg, task.layout(rt), last_path)
 
     # ---- data ------------------------------------------------------------------------------
     task.prepare(rt, run_dir, resuming=ckpt is not None)
@@ -182,10 +174,8 @@ def _fit(task: Task, rt: dist.Runtime) -> Path:
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
     step, epoch, position, best = 0, 0, 0, -math.inf
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
+        parts = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+        restore(ckpt, last_path, **parts)
         step, epoch, position = ckpt["step"], ckpt["epoch"], ckpt["position"]
         best = ckpt.get("best_val", ckpt.get("best_val_ap", -math.inf))
         if rt.master:
