@@ -171,6 +171,23 @@ def model_inputs(
     return views, corr, batch["label"].float()
 
 
+def check_finite(dataset: StudyDataset, index: torch.Tensor, logits: torch.Tensor) -> None:
+    """Name the studies of a batch whose logits are not finite (scikit-learn would fail later
+    with "Input contains NaN", naming nothing). Images are finite (`load_image` checks them),
+    so the weights are not.
+
+    Raises:
+        ValueError: names the studies.
+    """
+    bad = (~torch.isfinite(logits)).cpu()  # one host sync per batch
+    if bool(bad.any()):
+        studies = [dataset.studies[int(i)].study_id for i in index[bad].tolist()]
+        raise ValueError(
+            f"studies {', '.join(studies)}: the model predicts non-finite logits from finite "
+            "images (non-finite weights in the checkpoint?)"
+        )
+
+
 @torch.no_grad()
 def predict(
     model: torch.nn.Module,
@@ -194,6 +211,7 @@ def predict(
             views, corr, label = model_inputs(batch, rt, guide, augment=False)
             with rt.autocast():
                 logit = model(views, corr)
+            check_finite(dataset, batch["index"], logit)
             logits.append(logit.float().cpu())
             labels.append(label.cpu())
     finally:
@@ -306,6 +324,12 @@ class FinetuneTask:
         with rt.autocast():
             logits = model(views, corr)
         return F.binary_cross_entropy_with_logits(logits.float(), label)
+
+    def identify(self, batch: dict) -> str:
+        studies = self.train_set.studies
+        return f"{self.cfg.data.root}: studies " + ", ".join(
+            studies[i].study_id for i in batch["index"].tolist()
+        )
 
     def has_validation(self) -> bool:
         return len(self.val_set) > 0

@@ -190,6 +190,7 @@ def evaluate_runs(
             shuffle=True,
         )
         stream = PairStream(metas, masks, options, num_workers=workers)
+        store_paths = [m.path for m in metas]
         transform = BatchTransform(cfg.data.display, cfg.data.image_size)
         metrics = CorrespondenceMetrics(cfg.metrics)
         base = BaselineMetrics(mean, cfg.metrics)
@@ -198,7 +199,7 @@ def evaluate_runs(
         if max_batches is not None:
             total = min(total, max_batches)
         batches = tqdm(
-            predict(model, make_loader(stream), rt, transform, max_batches),
+            predict(model, make_loader(stream), rt, transform, max_batches, store_paths),
             total=total,
             desc=f"eval {name}",
             dynamic_ncols=True,

@@ -27,7 +27,7 @@ from xmatch_train.data import (
     split_volumes,
 )
 from xmatch_train.data.batch import BatchTransform
-from xmatch_train.data.store import StoreError, StoreMeta
+from xmatch_train.data.store import StoreError, StoreMeta, name_samples
 from xmatch_train.models import build_model, correspondence_loss, count_parameters
 from xmatch_train.models.backbone import loaded_weights
 from xmatch_train.models.head import bce_loss
@@ -149,7 +149,7 @@ class CorrespondenceTask:
             return mean
         stream = make_stream(self.cfg, self.metas, self.split.keys("train"), None, train=False)
         stream.set_epoch(0)
-        mean, self.train_pairs = mean_matrix(make_loader(stream))
+        mean, self.train_pairs = mean_matrix(make_loader(stream), [m.path for m in self.metas])
         return mean
 
     def save_split(self, run_dir: Path) -> None:
@@ -194,6 +194,10 @@ class CorrespondenceTask:
             return bce_loss(out["logits"], target, t.pos_weight)
         return correspondence_loss(pred, target, pos_weight=t.pos_weight)
 
+    def identify(self, batch: dict) -> str:
+        info = batch["info"]  # (B, 5): view i, view j, volume id, store, sample
+        return name_samples([m.path for m in self.metas], info[:, 3].tolist(), info[:, 4].tolist())
+
     def has_validation(self) -> bool:
         return bool(self.split.val)
 
@@ -201,8 +205,10 @@ class CorrespondenceTask:
         self.val_stream.set_epoch(0)  # the same fixed random subset every time
         loader = make_loader(self.val_stream)
         cfg = self.cfg
+        stores = [m.path for m in self.metas]
+        t = cfg.train
         return evaluate(
-            model, loader, rt, self.transform, cfg.metrics, cfg.train.val_batches, self.train_mean
+            model, loader, rt, self.transform, cfg.metrics, t.val_batches, self.train_mean, stores
         )
 
     def describe(self, model: torch.nn.Module, rt: dist.Runtime, steps: int) -> str:
