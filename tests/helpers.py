@@ -63,8 +63,10 @@ def finite(state: dict) -> bool:
 @contextmanager
 def interrupted_when(path, min_step: int = 2, timeout: float = 60):
     """Within the block, send this process SIGINT (Ctrl-C) once checkpoint `path` holds
-    `min_step` steps (never after the block)."""
+    `min_step` steps (never after the block). Python's own SIGINT handler is installed for the
+    block, as in a fresh process: other tests' imports replace it (dask_jobqueue's runner)."""
     done = threading.Event()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def watch():
         deadline = time.time() + timeout
@@ -84,3 +86,4 @@ def interrupted_when(path, min_step: int = 2, timeout: float = 60):
     finally:
         done.set()
         thread.join()
+        signal.signal(signal.SIGINT, previous)
