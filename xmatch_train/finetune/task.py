@@ -184,7 +184,7 @@ def check_finite(dataset: StudyDataset, index: torch.Tensor, logits: torch.Tenso
         studies = [dataset.studies[int(i)].study_id for i in index[bad].tolist()]
         raise ValueError(
             f"studies {', '.join(studies)}: the model predicts non-finite logits from finite "
-            "images (non-finite weights in the checkpoint?)"
+            "images (non-finite weights in the checkpoint, or in its guiding pretraining?)"
         )
 
 

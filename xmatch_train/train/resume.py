@@ -15,13 +15,6 @@ from pathlib import Path
 from xmatch_train.config import changed_settings
 
 
-def _fix(run_dir) -> str:
-    return (
-        f"revert them to resume, or start a new run with another run_dir=... "
-        f"(train.resume=false starts {run_dir} over)"
-    )
-
-
 def check_resume(ckpt: dict, cfg, layout: dict, path: Path) -> None:
     """Refuse to resume from `ckpt` (read from `path`) with another data layout or settings.
 
@@ -39,7 +32,9 @@ def check_resume(ckpt: dict, cfg, layout: dict, path: Path) -> None:
     if changed:
         listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
         raise ValueError(
-            f"{path}: the run was trained with other settings ({listed}); {_fix(cfg.run_dir)}"
+            f"{path}: the run was trained with other settings ({listed}); revert them to "
+            f"resume, or start a new run with another run_dir=... (train.resume=false starts "
+            f"{cfg.run_dir} over)"
         )
 
 
