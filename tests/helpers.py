@@ -1,8 +1,15 @@
-"""Small builders shared by tests (volumes with non-trivial affines)."""
+"""Small builders shared by tests (volumes with non-trivial affines; Ctrl-C during a run)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+
 import numpy as np
+import torch
 from scipy.spatial.transform import Rotation
 
 from drrgen.volume import Volume
@@ -46,3 +53,37 @@ def ball_volume(shape_ijk, affine, centre_mm, radius_mm, supersample: int = 4) -
                 inside = np.linalg.norm(xyz - centre_mm, axis=1) <= radius_mm
                 frac += inside.reshape(frac.shape)
     return Volume(frac / supersample**3, affine, "ball")
+
+
+def finite(state: dict) -> bool:
+    """Whether every floating-point tensor of a state dict is finite."""
+    return all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+@contextmanager
+def interrupted_when(path, min_step: int = 2, timeout: float = 60):
+    """Within the block, send this process SIGINT (Ctrl-C) once checkpoint `path` holds
+    `min_step` steps (never after the block). Python's own SIGINT handler is installed for the
+    block, as in a fresh process: other tests' imports replace it (dask_jobqueue's runner)."""
+    done = threading.Event()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def watch():
+        deadline = time.time() + timeout
+        while not done.is_set() and time.time() < deadline:
+            try:
+                if torch.load(path, weights_only=True)["step"] >= min_step:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
+            except Exception:  # not there yet, or being replaced
+                pass
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        signal.signal(signal.SIGINT, previous)

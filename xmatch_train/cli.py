@@ -8,6 +8,9 @@ one line ``error: <input>: <reason>`` and exit code 2, a bug keeps its traceback
 
 from __future__ import annotations
 
+import os
+import shlex
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -18,6 +21,26 @@ from drrgen.errors import UserError
 app = make_app(
     "xmatch", "Train and evaluate multi-view X-ray correspondence models on drrgen stores."
 )
+
+
+@contextmanager
+def _resumable(args: list[str], overrides: list[str] | None):
+    """Ctrl-C in a training command: no traceback, one line saying where the run stands and
+    the command that resumes it (`args`, the command and its options, plus `overrides`);
+    exit 130. XMATCH_DEBUG=1 shows the traceback instead."""
+    try:
+        yield
+    except KeyboardInterrupt as err:
+        if os.environ.get("XMATCH_DEBUG"):
+            raise
+        # train.resume=false started the run over; continuing it needs resume on
+        again = [
+            o if not o.startswith("train.resume=") else "train.resume=true" for o in overrides or []
+        ]
+        if os.environ.get("RANK", "0") == "0":  # under torchrun: once
+            command = shlex.join(["xmatch", *args, *again])
+            typer.echo(f"{str(err) or 'interrupted'}; resume with: {command}", err=True)
+        raise typer.Exit(130) from None
 
 
 @app.callback()
@@ -34,14 +57,16 @@ def pretrain(
         None, help="dotted overrides, e.g. optim.lr=3e-4 model.name=cnn"
     ),
 ) -> None:
-    """Pretrain a correspondence model (resumes from RUN_DIR/ckpt/last.pt when present).
+    """Pretrain a correspondence model (resumes from RUN_DIR/ckpt/last.pt when present;
+    Ctrl-C prints the command that resumes it).
 
     Multi-GPU: ``torchrun --nproc_per_node 4 -m xmatch_train pretrain --config ...``.
     """
     from xmatch_train.config import load_config
     from xmatch_train.pretrain import pretrain as run
 
-    run_dir = run(load_config(config, overrides))
+    with _resumable(["pretrain", "--config", str(config)], overrides):
+        run_dir = run(load_config(config, overrides))
     typer.echo(f"run directory: {run_dir}")
 
 
@@ -120,12 +145,14 @@ def finetune(
         None, help="dotted overrides, e.g. model.fusion=late train.seed=1"
     ),
 ) -> None:
-    """Fine-tune the fracture classifier (one run; resumes from RUN_DIR/ckpt/last.pt)."""
+    """Fine-tune the fracture classifier (one run; resumes from RUN_DIR/ckpt/last.pt; Ctrl-C
+    prints the command that resumes it)."""
     from xmatch_train.config import load_config
     from xmatch_train.finetune import FinetuneConfig
     from xmatch_train.finetune import finetune as run
 
-    run_dir = run(load_config(config, overrides, cls=FinetuneConfig))
+    with _resumable(["finetune", "--config", str(config)], overrides):
+        run_dir = run(load_config(config, overrides, cls=FinetuneConfig))
     typer.echo(f"run directory: {run_dir}")
 
 
@@ -145,13 +172,17 @@ def finetune_table(
 
     if out is not None:
         out_folder(out)
-    base = load_config(config, overrides, cls=FinetuneConfig)
-    table = run_table(
-        base,
-        rows=tuple(r.strip() for r in rows.split(",")) if rows else None,
-        seeds=_seeds(seeds),
-        out=out,
-    )
+    args = ["finetune-table", "--config", str(config)]
+    for name, value in (("--seeds", seeds), ("--rows", rows), ("--out", out)):
+        args += [name, str(value)] if value is not None else []
+    with _resumable(args, overrides):
+        base = load_config(config, overrides, cls=FinetuneConfig)
+        table = run_table(
+            base,
+            rows=tuple(r.strip() for r in rows.split(",")) if rows else None,
+            seeds=_seeds(seeds),
+            out=out,
+        )
     typer.echo(table)
 
 

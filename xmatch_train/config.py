@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -221,5 +222,51 @@ def to_dict(cfg) -> dict:
 
 
 def save_config(cfg, path: str | Path) -> None:
-    """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+    """Write the resolved config as YAML (to a temporary file, renamed: never half written)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+    tmp.replace(path)
+
+
+# Keys that say where a run goes or how fast it goes, not what it computes: a run resumed,
+# or kept in a Table-3 table, with other values of these is still the same run.
+NOT_SETTINGS = (
+    "run_dir",
+    "table",
+    "data.num_workers",
+    "data.cache_images",
+    "train.threads",
+    "train.device",
+    "train.resume",
+    "train.stop_after",
+    "train.log_every",
+    "train.ckpt_every",
+)
+
+
+def changed_settings(cfg, saved: dict) -> dict[str, tuple[Any, Any]]:
+    """Where the resolved config `saved` (a ``config.yaml`` or a checkpoint's ``config``)
+    differs from `cfg`, keys of `NOT_SETTINGS` aside.
+
+    Keys `saved` lacks (options added to the code since) count at their defaults.
+
+    Returns:
+        {dotted key: (saved value, value in `cfg`)}, in key order; {} when none differ.
+    """
+    now = to_dict(cfg)
+    try:
+        saved = to_dict(from_dict(type(cfg), saved))
+    except ConfigError:  # an option removed since: compare the plain values
+        now = yaml.safe_load(yaml.safe_dump(now))
+
+    def walk(a, b, prefix=""):
+        if prefix.rstrip(".") in NOT_SETTINGS:
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                yield from walk(a.get(key), b.get(key), f"{prefix}{key}.")
+        elif a != b:
+            yield prefix.rstrip("."), (a, b)
+
+    return dict(walk(saved, now))

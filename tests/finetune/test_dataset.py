@@ -28,6 +28,13 @@ def test_load_image_modes_and_letterbox(tmp_path):
     (tmp_path / "x.png").write_bytes(b"not an image")
     with pytest.raises(StudyDataError, match="x.png: cannot read image"):
         load_image(tmp_path / "x.png", 8)
+    from PIL import Image
+
+    nan = np.ones((8, 8), np.float32)
+    nan[2, 3] = np.nan
+    Image.fromarray(nan).save(tmp_path / "nan.tif")  # a float (mode F) TIFF with a NaN pixel
+    with pytest.raises(StudyDataError, match="nan.tif: non-finite pixel values"):
+        load_image(tmp_path / "nan.tif", 8)
 
 
 def test_items_are_deterministic_per_epoch_and_fixed_at_evaluation(mura_tree):

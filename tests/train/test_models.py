@@ -124,6 +124,7 @@ def test_backbone_weights_come_from_a_local_file(tmp_path):
     path = tmp_path / "resnet18.safetensors"
     save_file(reference.state_dict(), str(path))
     backbone = TimmBackbone("resnet18", 3, in_chans=1, pretrained_file=path)
+    assert str(backbone.loaded_weights) == f"{path} (75 of 75 tensors)"  # layer4, fc cut off
     ours = dict(backbone.body.named_parameters())
     torch.testing.assert_close(ours["layer2.0.conv1.weight"], reference.layer2[0].conv1.weight)
     torch.testing.assert_close(ours["conv1.weight"], reference.conv1.weight.sum(1, keepdim=True))
@@ -142,8 +143,8 @@ def test_vit_loads_a_timm_checkpoint_with_other_depth_grid_and_channels(tmp_path
     path = tmp_path / "vit.pth"
     torch.save(src.state_dict(), path)
     vit = MultiViewViT(img_size=64, patch_size=8, width=32, depth=2, heads=2)
-    missing = load_timm_weights(vit.vit, path)
-    assert missing == []
+    report = load_timm_weights(vit.vit, path)
+    assert len(report.keys) == report.total == 30  # 4 embeddings, 2 x 12 block tensors, norm
     torch.testing.assert_close(vit.blocks[1].attn.qkv.weight, src.blocks[1].attn.qkv.weight)
     torch.testing.assert_close(
         vit.vit.patch_embed.proj.weight, src.patch_embed.proj.weight.sum(1, keepdim=True)
@@ -155,6 +156,46 @@ def test_vit_loads_a_timm_checkpoint_with_other_depth_grid_and_channels(tmp_path
     )
     torch.testing.assert_close(conv.blocks[1].attn.qkv.weight, src.blocks[1].attn.qkv.weight)
     assert isinstance(conv.vit.patch_embed.proj, torch.nn.Sequential)
+    assert len(conv.loaded_weights.keys) == 28 and conv.loaded_weights.total > 28  # stem fresh
+
+
+def _timm_vit_file(path, depth):
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(depth)
+    vit = VisionTransformer(
+        img_size=64, patch_size=16, embed_dim=32, depth=depth, num_heads=2, mlp_ratio=2.0
+    )
+    save_file(vit.state_dict(), str(path))
+    return path
+
+
+def test_a_weights_file_must_provide_half_of_the_tensors(tmp_path):
+    """1 block of 2 in the file: 18 of the ViT's 30 tensors load and are reported; 1 block of
+    4: 18 of 54, refused (the model would be mostly random init)."""
+    path = _timm_vit_file(tmp_path / "vit1.safetensors", depth=1)
+    vit = MultiViewViT(img_size=64, width=32, depth=2, heads=2, mlp_ratio=2.0, pretrained_file=path)
+    assert str(vit.loaded_weights) == f"{path} (18 of 30 tensors)"
+    with pytest.raises(ValueError, match="only 18 of the model's 54 tensors match") as err:
+        MultiViewViT(img_size=64, width=32, depth=4, heads=2, mlp_ratio=2.0, pretrained_file=path)
+    assert "not found: blocks.1.norm1.weight" in str(err.value)
+
+
+def test_weights_files_of_other_models_are_refused_in_one_line(tmp_path):
+    """A ResNet-18 state dict for the ViT, an xmatch checkpoint for a timm backbone: both used
+    to train exactly like random initialisation."""
+    save_file(timm.create_model("resnet18").state_dict(), str(tmp_path / "r18.safetensors"))
+    with pytest.raises(ValueError, match="only 0 of the model's 30 tensors match") as err:
+        build_model(replace(TINY, name="vit_s", pretrained_file=str(tmp_path / "r18.safetensors")))
+    message = str(err.value)
+    assert "not found: cls_token, pos_embed" in message and "the file holds bn1." in message
+    assert "\n" not in message
+    model = build_model(replace(TINY, name="cnn", backbone="resnet18", backbone_index=3))
+    torch.save({"model": model.state_dict(), "step": 3}, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="only 0 of the model's 75 tensors") as err:
+        TimmBackbone("resnet18", 3, pretrained_file=tmp_path / "last.pt")
+    assert "encoder.backbone.body.conv1.weight" in str(err.value)
+    assert "an xmatch checkpoint" in str(err.value)
 
 
 def test_vit_s_pretraining_weights_load_into_the_classifier_encoder():

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import timm
 import torch
 import yaml
 from typer.testing import CliRunner
@@ -242,3 +243,22 @@ def test_checkpoints_load_with_weights_only(store, tmp_path):
     assert state["step"] == 2 and "optimizer" in state and "rng" in state
     model = build_model(replace(cfg.model))
     model.load_state_dict(state["model"])
+
+
+def test_the_banner_says_what_a_pretrained_file_gave(store, tmp_path):
+    from timm.models.vision_transformer import VisionTransformer
+
+    vit = VisionTransformer(img_size=64, embed_dim=32, depth=1, num_heads=2, mlp_ratio=2.0)
+    torch.save(vit.state_dict(), tmp_path / "vit1.pth")
+    torch.save(timm.create_model("resnet18").state_dict(), tmp_path / "r18.pth")
+    cfg = tiny_config(store, tmp_path / "run")
+    cfg["model"] = dict(name="vit_s", img_size=64, width=32, depth=2, heads=2, mlp_dim=64)
+    args = ["pretrain", "--config", str(write(tmp_path, cfg)), "train.steps=1"]
+    runner = CliRunner()
+    result = runner.invoke(app, args + [f"model.pretrained_file={tmp_path / 'vit1.pth'}"])
+    assert result.exit_code == 0, result.output
+    assert f"weights from {tmp_path / 'vit1.pth'} (18 of 30 tensors)" in result.output
+    other = [f"run_dir={tmp_path / 'r18'}", f"model.pretrained_file={tmp_path / 'r18.pth'}"]
+    result = runner.invoke(app, args + other)
+    assert result.exit_code == 2 and result.output.startswith("error: model.pretrained_file ")
+    assert "only 0 of the model's 30 tensors" in result.output

@@ -12,6 +12,7 @@ flag.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,3 +188,33 @@ def common_definition(metas: list[StoreMeta]) -> str:
             "train and evaluate on stores of one definition (drrgen build corr_definition)"
         )
     return next(iter(found.values()))
+
+
+def name_samples(paths: Sequence[str], stores: Iterable[int], samples: Iterable[int]) -> str:
+    """The samples of a batch for messages: ``a.zarr samples 8, 9; b.zarr samples 3``.
+
+    Args:
+        paths: the stores, in the order of the store numbers.
+        stores, samples: store number and sample index of each item.
+    """
+    by_store: dict[int, set[int]] = {}
+    for store, sample in zip(stores, samples, strict=True):
+        by_store.setdefault(int(store), set()).add(int(sample))
+    return "; ".join(
+        f"{paths[s] if 0 <= s < len(paths) else f'store {s}'} samples "
+        + ", ".join(map(str, sorted(v)))
+        for s, v in sorted(by_store.items())
+    )
+
+
+def damaged_samples(
+    paths: Sequence[str], stores: Iterable[int], samples: Iterable[int], what: str
+) -> StoreError:
+    """The error for samples whose `what` (``views``, ``corr``) is not finite, naming them."""
+    stores, samples = list(stores), list(samples)
+    first = int(stores[0]) if stores else -1
+    store = paths[first] if 0 <= first < len(paths) else "STORE"
+    return StoreError(
+        f"{name_samples(paths, stores, samples)}: non-finite {what} (a deleted or damaged "
+        f"shard reads as NaN fill); check the store with `drrgen verify {store}`"
+    )

@@ -49,6 +49,8 @@ def load_image(path: str | Path, size: int) -> np.ndarray:
                 arr = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
     except (OSError, ValueError) as err:
         raise StudyDataError(f"{path}: cannot read image ({err})") from err
+    if not np.isfinite(arr).all():  # a float image with NaN / inf pixels
+        raise StudyDataError(f"{path}: non-finite pixel values")
     h, w = arr.shape
     side = max(h, w)
     square = np.zeros((side, side), np.float32)

@@ -10,7 +10,9 @@ Rows (the paper's Table 3, top to bottom):
                                  pretraining's predicted C.
 Runs go to ``run_dir/<row>/seed<k>``; a finished run (``summary.json`` with ``done``) is kept
 and an interrupted one resumes, so rerunning the command continues where it stopped; a run
-started with other settings (`changed_keys`) makes the command refuse: a table never mixes them.
+started with other settings (`changed_keys`; where or how fast a run goes,
+`xmatch_train.config.NOT_SETTINGS`, does not count) makes the command refuse: a table never
+mixes them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from xmatch_train.config import to_dict
+from xmatch_train.config import changed_settings
 from xmatch_train.finetune.config import FinetuneConfig
 from xmatch_train.finetune.report import ROW_KEYS, evaluate_finetune_runs
 from xmatch_train.finetune.task import finetune
@@ -63,41 +65,13 @@ def is_done(run_dir: str | Path) -> bool:
         return False
 
 
-# Keys that say where a run goes or how fast it goes, not what it computes: a run made with
-# other values of these is still the same row of the table.
-_NOT_SETTINGS = (
-    "run_dir",
-    "table",
-    "data.num_workers",
-    "data.cache_images",
-    "train.threads",
-    "train.device",
-    "train.resume",
-    "train.stop_after",
-    "train.log_every",
-    "train.ckpt_every",
-)
-
-
 def changed_keys(cfg: FinetuneConfig) -> list[str]:
     """Dotted keys where the ``config.yaml`` saved in ``cfg.run_dir`` differs from `cfg`
-    (keys of `_NOT_SETTINGS` aside); [] when no run has been started there."""
+    (`changed_settings`: keys of `NOT_SETTINGS` aside); [] when no run has been started there."""
     path = Path(cfg.run_dir) / "config.yaml"
     if not path.is_file():
         return []
-    saved = yaml.safe_load(path.read_text(encoding="utf-8"))
-    wanted = yaml.safe_load(yaml.safe_dump(to_dict(cfg)))  # tuples -> lists, as saved
-
-    def walk(a, b, prefix=""):
-        if prefix.rstrip(".") in _NOT_SETTINGS:
-            return
-        if isinstance(a, dict) and isinstance(b, dict):
-            for key in sorted(set(a) | set(b)):
-                yield from walk(a.get(key), b.get(key), f"{prefix}{key}.")
-        elif a != b:
-            yield prefix.rstrip(".")
-
-    return list(walk(saved, wanted))
+    return list(changed_settings(cfg, yaml.safe_load(path.read_text(encoding="utf-8"))))
 
 
 def run_table(

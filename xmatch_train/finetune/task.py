@@ -45,6 +45,7 @@ from xmatch_train.finetune.studies import (
 )
 from xmatch_train.metrics import classification_metrics
 from xmatch_train.models import MultiViewViT, count_parameters
+from xmatch_train.models.backbone import loaded_weights
 from xmatch_train.pretrain.baselines import check_beats_baseline
 from xmatch_train.train import dist
 from xmatch_train.train.loop import fit
@@ -170,6 +171,23 @@ def model_inputs(
     return views, corr, batch["label"].float()
 
 
+def check_finite(dataset: StudyDataset, index: torch.Tensor, logits: torch.Tensor) -> None:
+    """Name the studies of a batch whose logits are not finite (scikit-learn would fail later
+    with "Input contains NaN", naming nothing). Images are finite (`load_image` checks them),
+    so the weights are not.
+
+    Raises:
+        ValueError: names the studies.
+    """
+    bad = (~torch.isfinite(logits)).cpu()  # one host sync per batch
+    if bool(bad.any()):
+        studies = [dataset.studies[int(i)].study_id for i in index[bad].tolist()]
+        raise ValueError(
+            f"studies {', '.join(studies)}: the model predicts non-finite logits from finite "
+            "images (non-finite weights in the checkpoint, or in its guiding pretraining?)"
+        )
+
+
 @torch.no_grad()
 def predict(
     model: torch.nn.Module,
@@ -201,6 +219,7 @@ def predict(
             views, corr, label = model_inputs(batch, rt, guide, augment=False)
             with rt.autocast():
                 logit = model(views, corr)
+            check_finite(dataset, batch["index"], logit)
             logits.append(logit.float().cpu())
             labels.append(label.cpu())
     finally:
@@ -314,6 +333,12 @@ class FinetuneTask:
             logits = model(views, corr)
         return F.binary_cross_entropy_with_logits(logits.float(), label)
 
+    def identify(self, batch: dict) -> str:
+        studies = self.train_set.studies
+        return f"{self.cfg.data.root}: studies " + ", ".join(
+            studies[i].study_id for i in batch["index"].tolist()
+        )
+
     def has_validation(self) -> bool:
         return len(self.val_set) > 0
 
@@ -332,8 +357,8 @@ class FinetuneTask:
         init = "random init"
         if cfg.model.init_from:
             init = f"encoder from {cfg.model.init_from}"
-        elif cfg.model.pretrained_file:
-            init = f"timm weights {cfg.model.pretrained_file}"
+        elif loaded_weights(model) is not None:
+            init = f"timm weights {loaded_weights(model)}"
         guided = f", guided by {guide_source(cfg)}" if self.guide is not None else ""
         return (
             f"xmatch finetune: ViT ({count_parameters(model) / 1e6:.2f} M params), "

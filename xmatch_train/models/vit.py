@@ -19,12 +19,16 @@ from pathlib import Path
 
 import timm
 import torch
-from timm.models import load_state_dict
 from timm.models._manipulate import adapt_input_conv
 from timm.models.vision_transformer import checkpoint_filter_fn
 from torch import nn
 
-from xmatch_train.models.backbone import check_weights_file
+from xmatch_train.models.backbone import (
+    LoadedWeights,
+    check_weights_file,
+    load_matching,
+    read_weights,
+)
 
 STEMS = ("patch", "conv")
 
@@ -64,6 +68,10 @@ class MultiViewViT(nn.Module):
         drop_path: stochastic depth rate.
         pretrained_file: local timm ViT checkpoint to initialise from (see `load_timm_weights`).
         stem: ``patch`` (ViT's linear patch projection, the paper's) or ``conv`` (`conv_stem`).
+
+    Attributes:
+        loaded_weights: what `pretrained_file` provided to the timm ViT (`LoadedWeights`, the
+            conv stem's replaced patch projection not counted; only with a file).
     """
 
     def __init__(
@@ -101,9 +109,11 @@ class MultiViewViT(nn.Module):
         self.width = width
         self.grid = tuple(self.vit.patch_embed.grid_size)
         if pretrained_file:  # before the stem swap: a timm file has a patch-conv stem
-            load_timm_weights(self.vit, pretrained_file)
+            self.loaded_weights = load_timm_weights(self.vit, pretrained_file)
         if stem == "conv":  # timm's PatchEmbed flattens whatever its proj returns
             self.vit.patch_embed.proj = conv_stem(in_chans, width, patch_size)
+            if pretrained_file:
+                self.loaded_weights = self.loaded_weights.within(self.vit)
 
     @property
     def blocks(self) -> nn.ModuleList:
@@ -150,27 +160,30 @@ class MultiViewViT(nn.Module):
         return self.vit.norm(x)
 
 
-def load_timm_weights(vit: nn.Module, path: str | Path) -> list[str]:
+def load_timm_weights(vit: nn.Module, path: str | Path) -> LoadedWeights:
     """Load a local timm ViT checkpoint into `vit`, adapting it to the model's shape.
 
     Position embeddings are resampled to the model's grid, the patch embedding to its patch
-    size and input channels; blocks beyond the model's depth are dropped.
+    size and input channels; blocks beyond the model's depth are dropped. Tensors are then
+    matched by name and shape (`load_matching`).
 
     Args:
         vit: a timm `VisionTransformer`.
         path: .safetensors / .pth / .bin state dict of a timm ViT.
 
     Returns:
-        The model's parameter names that the file did not provide (left at initialisation).
+        What was loaded (``len(report.keys)`` of ``report.total`` tensors).
+
+    Raises:
+        PretrainedWeightsError: the file is unreadable or provides fewer than `MIN_MATCHED`
+            of the ViT's tensors (another architecture, an xmatch checkpoint).
     """
     file = check_weights_file(path)
-    state = checkpoint_filter_fn(load_state_dict(str(file), weights_only=True), vit)
+    state = read_weights(file)
+    if any(k.startswith(("blocks.", "patch_embed.", "pos_embed")) for k in state):
+        state = checkpoint_filter_fn(state, vit)  # only for ViT files: it assumes their keys
     key = "patch_embed.proj.weight"
     in_chans = vit.patch_embed.proj.weight.shape[1]
-    if key in state and state[key].shape[1] != in_chans:
+    if key in state and state[key].ndim == 4 and state[key].shape[1] != in_chans:
         state[key] = adapt_input_conv(in_chans, state[key])
-    own = vit.state_dict()
-    state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    missing = sorted(set(own) - set(state))
-    vit.load_state_dict(state, strict=False)
-    return missing
+    return load_matching(vit, state, file)

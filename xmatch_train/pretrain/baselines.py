@@ -12,23 +12,32 @@ definition), so `xmatch eval` can score it on any store without the training sto
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from xmatch_train.data.store import damaged_samples
 from xmatch_train.metrics import CorrespondenceMetrics, MetricConfig
 
 BASELINES = ("zero", "mean")
 TRAIN_MEAN_FILE = "train_mean.npz"
 
 
-def mean_matrix(batches: Iterable[dict]) -> tuple[np.ndarray, int]:
-    """(N, N) float32 mean of ``corr_0to1`` over raw (un-augmented) batches, and the pairs."""
+def mean_matrix(batches: Iterable[dict], stores: Sequence[str] = ()) -> tuple[np.ndarray, int]:
+    """(N, N) float32 mean of ``corr_0to1`` over raw (un-augmented) batches, and the pairs.
+
+    Raises:
+        StoreError: a sample's corr is not finite (names it; `stores`: paths by store number).
+    """
     total, n = None, 0
     for batch in batches:
         c = torch.as_tensor(batch["corr_0to1"]).double()  # (B, N, N)
+        bad = ~torch.isfinite(c).flatten(1).all(1)
+        if bool(bad.any()):
+            info = torch.as_tensor(batch["info"])[bad]
+            raise damaged_samples(stores, info[:, 3].tolist(), info[:, 4].tolist(), "corr")
         total = c.sum(0) if total is None else total + c.sum(0)
         n += c.shape[0]
     if total is None:

@@ -208,6 +208,7 @@ def evaluate_runs(
             shuffle=True,
         )
         stream = PairStream(metas, masks, options, num_workers=workers)
+        store_paths = [m.path for m in metas]
         transform = BatchTransform(cfg.data.display, cfg.data.image_size)
         metrics = CorrespondenceMetrics(cfg.metrics)
         base = BaselineMetrics(mean, cfg.metrics)
@@ -215,7 +216,7 @@ def evaluate_runs(
         total = stream.batches_per_epoch(0)
         if max_batches is not None:
             total = min(total, max_batches)
-        predictions = predict(model, make_loader(stream), rt, transform, max_batches)
+        predictions = predict(model, make_loader(stream), rt, transform, max_batches, store_paths)
         first = next(predictions, None)  # checked before the progress bar starts
         if first is not None:
             _check_grid(first, metas, run_dir, cfg)

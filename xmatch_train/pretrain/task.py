@@ -27,8 +27,9 @@ from xmatch_train.data import (
     split_volumes,
 )
 from xmatch_train.data.batch import BatchTransform
-from xmatch_train.data.store import StoreError, StoreMeta
+from xmatch_train.data.store import StoreError, StoreMeta, name_samples
 from xmatch_train.models import build_model, correspondence_loss, count_parameters
+from xmatch_train.models.backbone import loaded_weights
 from xmatch_train.models.head import bce_loss
 from xmatch_train.models.registry import check_config
 from xmatch_train.pretrain.baselines import (
@@ -149,7 +150,7 @@ class CorrespondenceTask:
             return mean
         stream = make_stream(self.cfg, self.metas, self.split.keys("train"), None, train=False)
         stream.set_epoch(0)
-        mean, self.train_pairs = mean_matrix(make_loader(stream))
+        mean, self.train_pairs = mean_matrix(make_loader(stream), [m.path for m in self.metas])
         return mean
 
     def save_split(self, run_dir: Path) -> None:
@@ -194,6 +195,10 @@ class CorrespondenceTask:
             return bce_loss(out["logits"], target, t.pos_weight)
         return correspondence_loss(pred, target, pos_weight=t.pos_weight)
 
+    def identify(self, batch: dict) -> str:
+        info = batch["info"]  # (B, 5): view i, view j, volume id, store, sample
+        return name_samples([m.path for m in self.metas], info[:, 3].tolist(), info[:, 4].tolist())
+
     def has_validation(self) -> bool:
         return bool(self.split.val)
 
@@ -201,14 +206,21 @@ class CorrespondenceTask:
         self.val_stream.set_epoch(0)  # the same fixed random subset every time
         loader = make_loader(self.val_stream)
         cfg = self.cfg
+        stores = [m.path for m in self.metas]
+        t = cfg.train
         return evaluate(
-            model, loader, rt, self.transform, cfg.metrics, cfg.train.val_batches, self.train_mean
+            model, loader, rt, self.transform, cfg.metrics, t.val_batches, self.train_mean, stores
         )
 
     def describe(self, model: torch.nn.Module, rt: dist.Runtime, steps: int) -> str:
+        init = "random init"
+        if loaded_weights(model) is not None:
+            init = f"weights from {loaded_weights(model)}"
+        elif self.cfg.model.pretrained:
+            init = f"{self.cfg.model.pretrained} hub weights"
         return (
             f"xmatch pretrain: {self.cfg.model.name} ({count_parameters(model) / 1e6:.2f} M "
-            f"params) on {rt.device} x{rt.world_size}, amp={rt.amp_dtype}; "
+            f"params, {init}) on {rt.device} x{rt.world_size}, amp={rt.amp_dtype}; "
             f"{self.train_stream.n_samples} training samples ({len(self.split.train)} CTs), "
             f"{steps} steps; '{self.definition}' correspondences"
         )

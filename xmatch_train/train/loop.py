@@ -7,7 +7,9 @@ no-image baselines; `xmatch_train.finetune.FinetuneTask`: two-view studies, BCE,
 AUC/kappa) supplies the data, the model, the loss and the validation.
 Everything a resumed run needs is in ``run_dir/ckpt/last.pt``: model, optimizer, scheduler,
 loss scaler, step, epoch, the number of batches consumed in the epoch, the best validation
-score and the torch RNG state.
+score and the torch RNG state; a resume must find the saved settings (`resume.check_resume`).
+A non-finite loss or gradient stops the run before anything of that step is logged, validated
+or saved; Ctrl-C raises `guards.Interrupted` saying where the run stands (`guards`).
 
 Run directory:
     config.yaml   the resolved configuration
@@ -33,7 +35,9 @@ from tqdm import tqdm
 from xmatch_train.config import save_config, to_dict
 from xmatch_train.train import dist
 from xmatch_train.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from xmatch_train.train.guards import FiniteGuard, Interrupted, Progress, deferred_interrupt
 from xmatch_train.train.logger import JsonlLogger, read_log
+from xmatch_train.train.resume import check_resume, restore
 
 
 def cosine_schedule(steps: int, warmup: int = 0, min_ratio: float = 0.0):
@@ -73,15 +77,6 @@ class EpochIterator:
                 continue
             self.position += 1
             return batch
-
-
-def _check_resume(saved: dict, now: dict, path: Path) -> None:
-    diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
-    if diff:
-        raise ValueError(
-            f"{path}: cannot resume exactly, the data layout changed {diff} (saved, now); "
-            "use the saved settings, or start a fresh run (train.resume=false or a new run_dir)"
-        )
 
 
 def _trim_log(run_dir: Path, step: int) -> None:
@@ -131,6 +126,9 @@ class Task(Protocol):
     def loss(self, model: torch.nn.Module, batch: dict, rt: dist.Runtime) -> torch.Tensor:
         """Scalar training loss of a batch (forward under ``rt.autocast()``)."""
 
+    def identify(self, batch: dict) -> str:
+        """The samples of a training batch, for messages (e.g. ``a.zarr samples 8, 9``)."""
+
     def has_validation(self) -> bool:
         """Whether there is a validation split."""
 
@@ -145,16 +143,40 @@ class Task(Protocol):
 
 
 def fit(task: Task) -> Path:
-    """Train (or resume) `task` in ``task.cfg.run_dir``; returns the run directory."""
+    """Train (or resume) `task` in ``task.cfg.run_dir``; returns the run directory.
+
+    Raises:
+        NonFiniteError: a step's loss or gradient was not finite (nothing of it is saved).
+        Interrupted: Ctrl-C (a `KeyboardInterrupt` saying where the run stands).
+    """
     cfg = task.cfg
     rt = dist.setup(cfg.train.device, cfg.train.precision)
+    progress = Progress(Path(cfg.run_dir))
     try:
-        return _fit(task, rt)
+        return _fit(task, rt, progress)
+    except KeyboardInterrupt:
+        raise Interrupted(progress) from None
     finally:
         dist.teardown(rt)
 
 
-def _fit(task: Task, rt: dist.Runtime) -> Path:
+def _train_step(task, model, batch, rt, optimizer, scaler, grad_clip, guard, step) -> torch.Tensor:
+    """Forward, backward and optimizer step on `batch`, the `step`-th of the run (from 0);
+    returns the loss. Loss and gradient norm go to `guard`, checked later in one sync."""
+    loss = task.loss(model, batch, rt)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    grad_norm = None
+    if grad_clip > 0:
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    guard.record(step + 1, batch, loss, model, grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
+
+
+def _fit(task: Task, rt: dist.Runtime, progress: Progress) -> Path:
     cfg = task.cfg
     t = cfg.train
     if t.threads and rt.device.type == "cpu":
@@ -163,7 +185,7 @@ def _fit(task: Task, rt: dist.Runtime) -> Path:
     last_path, best_path = run_dir / "ckpt" / "last.pt", run_dir / "ckpt" / "best.pt"
     ckpt = load_checkpoint(last_path) if t.resume and last_path.is_file() else None
     if ckpt is not None:
-        _check_resume(ckpt.get("layout", {}), task.layout(rt), last_path)
+        check_resume(ckpt, cfg, task.layout(rt), last_path)
 
     # ---- data ------------------------------------------------------------------------------
     task.prepare(rt, run_dir, resuming=ckpt is not None)
@@ -182,16 +204,16 @@ def _fit(task: Task, rt: dist.Runtime) -> Path:
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
     step, epoch, position, best = 0, 0, 0, -math.inf
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
+        parts = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+        restore(ckpt, last_path, **parts)
         step, epoch, position = ckpt["step"], ckpt["epoch"], ckpt["position"]
         best = ckpt.get("best_val", ckpt.get("best_val_ap", -math.inf))
         if rt.master:
             set_rng_state(ckpt["rng"])
         else:  # other ranks: a fresh, rank- and step-specific stream
             torch.manual_seed(t.seed + 1000 * rt.rank + step)
+    progress.step, progress.steps = step, steps
+    progress.saved = step if ckpt is not None else None
 
     logger = None
     if rt.master:
@@ -240,6 +262,7 @@ def _fit(task: Task, rt: dist.Runtime) -> Path:
     # ---- the loop ----------------------------------------------------------------------
     data = EpochIterator(lambda e, skip: task.batches(e, skip, rt), epoch, position)
     bar = tqdm(total=steps, initial=step, disable=not rt.master, dynamic_ncols=True, desc=task.name)
+    guard = FiniteGuard(task.identify, rt, grads=not scaler.is_enabled())
     model.train()
     loss_sum, n_loss, t_log, t_start, start_step = (
         0.0,
@@ -249,58 +272,59 @@ def _fit(task: Task, rt: dist.Runtime) -> Path:
         step,
     )
     val = {}
-    while step < steps:
-        loss = task.loss(model, next(data), rt)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if o.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        step += 1
-        # Summed on the device: one host sync per log line, not per step.
-        loss_sum, n_loss = loss_sum + loss.detach().float(), n_loss + 1
-        bar.update(1)
+    try:
+        while step < steps:
+            batch = next(data)
+            loss = _train_step(task, model, batch, rt, optimizer, scaler, o.grad_clip, guard, step)
+            scheduler.step()
+            step = progress.step = step + 1
+            # Summed on the device: one host sync per log line, not per step.
+            loss_sum, n_loss = loss_sum + loss.detach().float(), n_loss + 1
+            bar.update(1)
+            stop = t.stop_after is not None and step - start_step >= t.stop_after
+            # The same decisions on every rank; only rank 0 validates and writes.
+            val_due = task.has_validation() and (
+                (t.val_every and step % t.val_every == 0) or step == steps
+            )
+            ckpt_due = step % t.ckpt_every == 0 or step == steps or stop
+            log_due = step % t.log_every == 0 or step == steps
+            if log_due or val_due or ckpt_due:
+                guard.check()  # nothing of a non-finite step is logged, validated or saved
 
-        if step % t.log_every == 0 or step == steps:
-            now = time.perf_counter()
-            mean_loss = dist.mean_over_ranks(float(loss_sum) / n_loss, rt)
-            sps = n_loss * task.samples_per_batch * rt.world_size / max(now - t_log, 1e-9)
-            if logger is not None:
-                logger.log(
-                    dict(
-                        step=step,
-                        epoch=data.epoch,
-                        loss=mean_loss,
-                        lr=scheduler.get_last_lr()[0],
-                        samples_per_s=sps,
+            if log_due:
+                now = time.perf_counter()
+                mean_loss = dist.mean_over_ranks(float(loss_sum) / n_loss, rt)
+                sps = n_loss * task.samples_per_batch * rt.world_size / max(now - t_log, 1e-9)
+                if logger is not None:
+                    logger.log(
+                        dict(
+                            step=step,
+                            epoch=data.epoch,
+                            loss=mean_loss,
+                            lr=scheduler.get_last_lr()[0],
+                            samples_per_s=sps,
+                        )
                     )
-                )
-                bar.set_postfix(loss=f"{mean_loss:.3g}", samples_s=f"{sps:.1f}")
-            loss_sum, n_loss, t_log = 0.0, 0, now
-        stop = t.stop_after is not None and step - start_step >= t.stop_after
-        # The same decisions on every rank; only rank 0 validates and writes.
-        val_due = task.has_validation() and (
-            (t.val_every and step % t.val_every == 0) or step == steps
-        )
-        ckpt_due = step % t.ckpt_every == 0 or step == steps or stop
-        if rt.master and val_due:
-            val = {"step": step, "split": "val", **task.validate(raw_model, rt)}
-            logger.log(val)
-            bar.write(f"step {step}: {task.format_val(val)}")
-            score = val[task.score]
-            if score > best or not math.isfinite(best):
-                best = score if math.isfinite(score) else best
-                checkpoint(best_path)
-        if rt.master and ckpt_due:
-            checkpoint(last_path)
-        if val_due or ckpt_due:
-            dist.barrier(rt)
-        if stop:
-            break
-    bar.close()
+                    bar.set_postfix(loss=f"{mean_loss:.3g}", samples_s=f"{sps:.1f}")
+                loss_sum, n_loss, t_log = 0.0, 0, now
+            if rt.master and val_due:
+                val = {"step": step, "split": "val", **task.validate(raw_model, rt)}
+                logger.log(val)
+                bar.write(f"step {step}: {task.format_val(val)}")
+                score = val[task.score]
+                if score > best or not math.isfinite(best):
+                    best = score if math.isfinite(score) else best
+                    checkpoint(best_path)
+            if rt.master and ckpt_due:
+                with deferred_interrupt():  # the file and the record of it agree
+                    checkpoint(last_path)
+                    progress.saved = step
+            if val_due or ckpt_due:
+                dist.barrier(rt)
+            if stop:
+                break
+    finally:  # also on errors and Ctrl-C: the message goes on a line of its own
+        bar.close()
 
     if rt.master:
         if not task.has_validation():  # no validation split: the last weights are the best
