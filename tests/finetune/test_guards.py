@@ -71,8 +71,8 @@ def test_eval_names_studies_with_non_finite_logits(easy_studies, tmp_path):
     out = ["--out", str(tmp_path / "eval"), "--workers", "0"]
     result = CliRunner().invoke(app, ["eval", "--run", str(tmp_path / "run")] + out)
     assert result.exit_code == 2, result.output
-    found = re.match(
-        r"error: studies ([\w, ]+): the model predicts non-finite logits", result.output
+    found = re.search(
+        r"^error: studies ([\w, ]+): the model predicts non-finite logits", result.output, re.M
     )
     assert found and set(found[1].split(", ")) <= studies_of(easy_studies, "test"), result.output
 

@@ -1,6 +1,7 @@
-"""Damaged stores and interrupts in `xmatch pretrain` / `xmatch eval`: a NaN batch stops the run
-naming its samples before anything of it is saved, validation and evaluation name the damaged
-samples, Ctrl-C prints the command that resumes the run."""
+"""Damaged stores and interrupts in `xmatch pretrain` / `xmatch eval`: a damaged block stops the
+run naming the store, block and samples before anything of it is saved (the store check); a
+diverging run stops at its first non-finite step naming the batch (the training guard);
+validation and evaluation name the damaged samples; Ctrl-C prints the command that resumes."""
 
 from __future__ import annotations
 
@@ -39,23 +40,42 @@ def damaged(healthy, tmp_path, array: str, shard: int):
     return path
 
 
-def test_a_nan_batch_stops_training_before_anything_of_it_is_saved(healthy, tmp_path):
+def test_a_damaged_block_stops_training_before_anything_of_it_is_saved(healthy, tmp_path):
     store = damaged(healthy, tmp_path, "views", shard=1)  # samples 4 .. 7
     cfg = tiny_config(str(store), tmp_path / "run", val_fraction=0.0, test_fraction=0.0)
     cfg["train"]["ckpt_every"] = 1
     result = CliRunner().invoke(app, ["pretrain", "--config", str(write(tmp_path, cfg))])
     assert result.exit_code == 2, result.output
     line = result.output.strip().splitlines()[-1]
-    found = re.match(rf"error: step (\d+): non-finite loss \(nan\) on the batch of {store} "
-                     r"samples ([\d, ]+); stopped before saving anything of it", line)  # fmt: skip
+    assert re.fullmatch(rf"error: {store}: block 1 is damaged: views: missing or unreadable "
+                        r"\(reads as the fill value\) in samples \[4, 5, 6, 7\]\. Repair it "
+                        rf"with `drrgen verify {store} --repair`", line), line  # fmt: skip
+    last = tmp_path / "run" / "ckpt" / "last.pt"
+    assert not last.exists() or finite(load_checkpoint(last)["model"])
+    log = tmp_path / "run" / "log.jsonl"
+    assert not log.exists() or all(math.isfinite(r["loss"]) for r in read_log(log))
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_a_diverging_run_stops_at_the_first_non_finite_step(healthy, tmp_path):
+    # Healthy data, an absurd learning rate: the guard (not the store check) stops it.
+    cfg = tiny_config(str(healthy), tmp_path / "run", val_fraction=0.0, test_fraction=0.0)
+    cfg["train"]["ckpt_every"] = 1
+    cfg["optim"]["lr"] = 1e30
+    result = CliRunner().invoke(app, ["pretrain", "--config", str(write(tmp_path, cfg))])
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    found = re.match(rf"error: step (\d+): non-finite (loss|gradient)[^;]* on the batch of "
+                     rf"{healthy} samples ([\d, ]+); stopped before saving anything of it",
+                     line)  # fmt: skip
     assert found, line
-    step, samples = int(found[1]), {int(s) for s in found[2].split(", ")}
-    assert step > 1 and len(samples) == 4 and samples & {4, 5, 6, 7}
-    ckpt = load_checkpoint(tmp_path / "run" / "ckpt" / "last.pt")
-    assert ckpt["step"] == step - 1 and finite(ckpt["model"])  # the last finite state
-    log = read_log(tmp_path / "run" / "log.jsonl")
+    step = int(found[1])
+    ckpt_path = tmp_path / "run" / "ckpt" / "last.pt"
+    if step > 1:
+        ckpt = load_checkpoint(ckpt_path)
+        assert ckpt["step"] == step - 1 and finite(ckpt["model"])  # the last finite state
+    log = read_log(tmp_path / "run" / "log.jsonl") if step > 1 else []
     assert [r["step"] for r in log] == list(range(1, step))
-    assert all(math.isfinite(r["loss"]) for r in log)
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
@@ -64,10 +84,8 @@ def test_a_damaged_training_corr_is_named_before_training(healthy, tmp_path):
     cfg = tiny_config(str(store), tmp_path / "run", val_fraction=0.0, test_fraction=0.0)
     result = CliRunner().invoke(app, ["pretrain", "--config", str(write(tmp_path, cfg))])
     assert result.exit_code == 2, result.output
-    found = re.fullmatch(rf"error: {store} samples ([\d, ]+): non-finite corr \(a deleted or "
-                         r"damaged shard reads as NaN fill\); check the store with `drrgen "
-                         rf"verify {store}`\n", result.output)  # fmt: skip
-    assert found and {int(s) for s in found[1].split(", ")} <= {8, 9, 10, 11}, result.output
+    expected = rf"error: {store}: block 2 is damaged: corr: [^\n]* in samples \[8, 9, 10, 11\]"
+    assert re.fullmatch(expected + r"\. Repair it [^\n]*\n", result.output), result.output
     assert not (tmp_path / "run" / "ckpt").exists()
 
 
@@ -85,15 +103,16 @@ def test_validation_and_eval_name_damaged_samples(healthy, tmp_path):
     result = runner.invoke(app, args)  # resumes; the validation at step 5 meets them
     assert result.exit_code == 2, result.output
     error = result.output.strip().splitlines()[-1]
-    assert re.match(rf"error: {store} samples [\d, ]+: non-finite views or corr", error), error
-    named = {int(s) for s in error.split(" samples ")[1].split(":")[0].split(", ")}
-    assert named <= set(range(8 * vid, 8 * vid + 4))
+    found = re.match(rf"error: {store}: block \d+ is damaged: views: [^\[]* samples \[([\d, ]+)\]",
+                     error)  # fmt: skip
+    assert found, error
+    assert {int(s) for s in found[1].split(", ")} == set(range(8 * vid, 8 * vid + 4))
     assert load_checkpoint(tmp_path / "run" / "ckpt" / "last.pt")["step"] == 4
     out = ["--out", str(tmp_path / "eval"), "--workers", "0", "--figures", "0", "--split", "val"]
     result = runner.invoke(
         app, ["eval", "--store", str(store), "--run", str(tmp_path / "run")] + out
     )
-    assert result.exit_code == 2 and "non-finite views or corr" in result.output, result.output
+    assert result.exit_code == 2 and "is damaged: views" in result.output, result.output
 
 
 def test_eval_names_a_checkpoint_with_non_finite_weights(store, tmp_path):
