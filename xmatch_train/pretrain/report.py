@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from xmatch_train.config import PretrainConfig, load_config
+from xmatch_train.config import PretrainConfig, changed_settings, load_config, to_dict
 from xmatch_train.data import (
     BatchTransform,
     PairStream,
@@ -120,6 +120,53 @@ def markdown_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seed_groups(configs: dict[str, PretrainConfig]) -> list[list[str]]:
+    """Names of the runs whose settings differ in ``train.seed`` only, grouped in order.
+
+    (Threads, device and the other `xmatch_train.config.NOT_SETTINGS` do not split a group.)
+    """
+    groups: list[list[str]] = []
+    for name, cfg in configs.items():
+        for group in groups:
+            if set(changed_settings(cfg, to_dict(configs[group[0]]))) <= {"train.seed"}:
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return groups
+
+
+def _spread(values: list[float], pct: bool = True) -> str:
+    """mean +- sample standard deviation (ddof 1)."""
+    a = np.asarray(values, dtype=float) * (100 if pct else 1)
+    fmt = "{:.1f}" if pct else "{:.2e}"
+    return f"{fmt.format(a.mean())} ± {fmt.format(a.std(ddof=1))}"
+
+
+def seeds_markdown(rows: dict[str, dict], groups: list[list[str]]) -> str:
+    """Mean +- std over the seeds of each group of two or more runs ('' when there is none);
+    the AP gain is taken per run against that run's own mean-matrix baseline."""
+    many = [g for g in groups if len(g) > 1]
+    if not many:
+        return ""
+    lines = [
+        "Over seeds (mean ± standard deviation, ddof 1):",
+        "",
+        "| Runs | Attention model | Seeds | MSE | Precision | Recall | AP | AP vs mean |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for group in many:
+        rs = [rows[n] for n in group]
+        gains = [r["ap"] - r["mean_ap"] for r in rs]
+        lines.append(
+            f"| {', '.join(group)} | {LABELS.get(rs[0]['model'], rs[0]['model'])} | "
+            f"{', '.join(str(r['seed']) for r in rs)} | {_spread([r['mse'] for r in rs], False)} | "
+            f"{_spread([r['precision'] for r in rs])} | {_spread([r['recall'] for r in rs])} | "
+            f"{_spread([r['ap'] for r in rs])} | {_spread(gains)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _check_store(metas: list[StoreMeta], run_dir: Path, mean: np.ndarray, definition: str):
     """The stores must hold the run's ground-truth definition and patch grid."""
     for m in metas:
@@ -187,11 +234,13 @@ def evaluate_runs(
     rt = dist.setup("auto", "auto")
     rows: dict[str, dict] = {}
     logs: dict[str, list[dict]] = {}
+    configs: dict[str, PretrainConfig] = {}
     for run_dir in map(Path, runs):
         name = _unique_name(run_dir, rows)
         cfg, model, step = _load_run(run_dir, checkpoint, rt)
         mean, definition = load_train_mean(run_dir)
         _check_store(metas, run_dir, mean, definition)
+        configs[name] = cfg
         keys = eval_keys(metas, run_dir, split)
         masks = [sample_mask(m, keys) for m in metas]
         if not any(m.any() for m in masks):
@@ -249,6 +298,7 @@ def evaluate_runs(
             model=cfg.model.name,
             backbone=cfg.model.backbone if cfg.model.name != "vit_s" else "ViT-S",
             step=step,
+            seed=cfg.train.seed,
             mean_ap=baselines["mean"]["ap"],
             **common,
         )
@@ -262,6 +312,8 @@ def evaluate_runs(
     if logs:
         plot_curves(logs, out / "curves.png")
     table = markdown_table(rows)
+    over_seeds = seeds_markdown(rows, seed_groups(configs))
+    table += f"\n{over_seeds}" if over_seeds else ""
     (out / "table.md").write_text(table, encoding="utf-8")
     clean = {
         n: {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
