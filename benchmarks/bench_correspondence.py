@@ -143,8 +143,8 @@ def accuracy_cases(n: int, size: int, sampling: str, cts: list[str]):
     ranges: a crop of 50-100 % per axis, each view's pixel pitch fit to the crop), the crop
     being the volume (as the builder calls `correspondence`).
     """
-    from drrgen.build.config import SamplingConfig
     from drrgen.build.sampling import draw_sample
+    from drrgen.geometry.poses import SamplingConfig
     from drrgen.volume import read_ct
 
     rng = np.random.default_rng(11)

@@ -87,3 +87,21 @@ def interrupted_when(path, min_step: int = 2, timeout: float = 60):
         done.set()
         thread.join()
         signal.signal(signal.SIGINT, previous)
+
+
+def tiny_ct(shift: int = 0, shape=(40, 36, 32)) -> Volume:
+    """A (nk, nj, ni) HU volume: an elliptic soft-tissue cylinder with an off-centre bone rod,
+    on an anisotropic, rotated grid with an offset origin."""
+    nk, nj, ni = shape
+    k, j, i = np.mgrid[:nk, :nj, :ni].astype(np.float32)
+    data = np.full(shape, -1000.0, np.float32)
+    body = ((i - ni / 2) / (0.42 * ni)) ** 2 + ((j - nj / 2) / (0.38 * nj)) ** 2 < 1
+    data[body] = 40.0
+    rod = (i - ni / 2 - 3 - shift) ** 2 + (j - nj / 2 + 2) ** 2 < 9
+    data[rod & (k > 4) & (k < nk - 4)] = 1200.0
+    c, s = np.cos(0.3), np.sin(0.3)
+    rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rot @ np.diag([1.6, 1.4, 2.0])
+    affine[:3, 3] = [-25.0, 10.0, 40.0]
+    return Volume(data, affine, "tiny")

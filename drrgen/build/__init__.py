@@ -10,10 +10,10 @@ from drrgen._lazy import lazy_names
 _API = {
     "ClusterOptions": "drrgen.build.cluster",
     "BuildConfig": "drrgen.build.config",
-    "SamplingConfig": "drrgen.build.config",
+    "SamplingConfig": "drrgen.geometry.poses",
     "load_config": "drrgen.build.config",
-    "CTSource": "drrgen.build.discover",
-    "discover_cts": "drrgen.build.discover",
+    "CTSource": "drrgen.volume.discover",
+    "discover_cts": "drrgen.volume.discover",
     "BuildSummary": "drrgen.build.pipeline",
     "build": "drrgen.build.pipeline",
     "FORMAT": "drrgen.store_contract",

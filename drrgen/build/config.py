@@ -12,62 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from drrgen.geometry.poses import SamplingConfig
 from drrgen.typed_config import ConfigError, from_dict, yaml_problem
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """How views and crops are drawn (see `drrgen.build.sampling`).
-
-    Args:
-        primary_angles_deg: standard radiographic primary angles (0 = AP, 90 = left lateral,
-            180 = PA, 270 = right lateral; rotation about the patient's superior axis).
-        primary_probs: probability of each standard angle (normalised).
-        primary_sigma_deg: Gaussian noise added to the primary angle, degrees.
-        secondary_sigma_deg: spread of the cranio-caudal tilt around 0, degrees.
-        secondary_max_deg: tilts are clipped to +- this, degrees.
-        source_to_isocenter_mm: uniform range of the source-isocenter distance, mm.
-        isocenter_to_detector_mm: uniform range of the isocenter-detector distance, mm.
-        crop_fraction: uniform range of the fraction of each volume axis the crop covers.
-        fill_fraction: uniform range of the fraction of the detector's width the projected crop
-            spans (sets the pixel pitch at the drawn magnification).
-        in_plane_sigma_deg: spread of the detector rotation about the central ray, degrees.
-    """
-
-    primary_angles_deg: tuple[float, ...] = (0.0, 90.0, 180.0, 270.0)
-    primary_probs: tuple[float, ...] = (0.4, 0.3, 0.2, 0.1)
-    primary_sigma_deg: float = 10.0
-    secondary_sigma_deg: float = 15.0
-    secondary_max_deg: float = 40.0
-    source_to_isocenter_mm: tuple[float, float] = (1000.0, 1100.0)
-    isocenter_to_detector_mm: tuple[float, float] = (800.0, 1200.0)
-    crop_fraction: tuple[float, float] = (0.5, 1.0)
-    fill_fraction: tuple[float, float] = (0.8, 0.95)
-    in_plane_sigma_deg: float = 0.0
-
-    def validate(self) -> SamplingConfig:
-        """Check ranges; raise `ValueError` naming the field. Returns self."""
-        if len(self.primary_angles_deg) != len(self.primary_probs) or not self.primary_probs:
-            raise ValueError("sampling.primary_angles_deg and primary_probs need equal lengths")
-        if min(self.primary_probs) < 0 or sum(self.primary_probs) <= 0:
-            raise ValueError("sampling.primary_probs must be >= 0 with a positive sum")
-        for name in ("source_to_isocenter_mm", "isocenter_to_detector_mm"):
-            lo, hi = getattr(self, name)
-            if not 0 < lo <= hi:
-                raise ValueError(f"sampling.{name} must satisfy 0 < low <= high, got {lo, hi}")
-        for name in ("crop_fraction", "fill_fraction"):
-            lo, hi = getattr(self, name)
-            if not 0 < lo <= hi <= 1:
-                raise ValueError(f"sampling.{name} must satisfy 0 < low <= high <= 1, got {lo, hi}")
-        for name in (
-            "primary_sigma_deg",
-            "secondary_sigma_deg",
-            "secondary_max_deg",
-            "in_plane_sigma_deg",
-        ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"sampling.{name} must be >= 0")
-        return self
 
 
 @dataclass(frozen=True)

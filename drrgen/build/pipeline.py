@@ -21,7 +21,6 @@ from tqdm import tqdm
 
 from drrgen.build.cluster import ClusterOptions, Runner, open_client
 from drrgen.build.config import BuildConfig
-from drrgen.build.discover import CTSource, discover_cts, hash_sources
 from drrgen.build.inspect import check_written_block
 from drrgen.build.lock import hold_lock
 from drrgen.build.sampling import POSE_FIELDS
@@ -43,6 +42,7 @@ from drrgen.store_contract import (
     create_arrays,
     written_blocks,
 )
+from drrgen.volume.discover import CTSource, discover_cts, hash_sources
 
 STAGES = ("read", "sample", "drr", "corr", "write")
 INFO_KEYS = ("shape", "spacing", "affine")  # filled in from the first block read

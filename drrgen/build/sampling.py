@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drrgen.build.config import SamplingConfig
 from drrgen.errors import CTReadError
 from drrgen.geometry import View, carm_view
+from drrgen.geometry.poses import SamplingConfig, draw_pose
 from drrgen.volume import Volume
 
 POSE_FIELDS = (
@@ -135,30 +135,6 @@ def draw_crop(rng: np.random.Generator, shape_ijk, cfg: SamplingConfig, tissue=N
         if fraction >= MIN_TISSUE_FRACTION:
             break
     return best
-
-
-def draw_pose(rng: np.random.Generator, cfg: SamplingConfig) -> dict:
-    """One view's C-arm parameters (degrees, mm) and its fill fraction; 7 draws, always."""
-    probs = np.asarray(cfg.primary_probs, dtype=np.float64)
-    base = np.asarray(cfg.primary_angles_deg)[rng.choice(len(probs), p=probs / probs.sum())]
-    primary = float((base + rng.normal(0.0, cfg.primary_sigma_deg)) % 360.0)
-    secondary = float(
-        np.clip(
-            rng.normal(0.0, cfg.secondary_sigma_deg), -cfg.secondary_max_deg, cfg.secondary_max_deg
-        )
-    )
-    sid = float(rng.uniform(*cfg.source_to_isocenter_mm))
-    sdd = sid + float(rng.uniform(*cfg.isocenter_to_detector_mm))
-    in_plane = float(rng.normal(0.0, cfg.in_plane_sigma_deg))
-    fill = float(rng.uniform(*cfg.fill_fraction))
-    return dict(
-        primary_deg=primary,
-        secondary_deg=secondary,
-        source_to_isocenter_mm=sid,
-        source_to_detector_mm=sdd,
-        in_plane_deg=in_plane,
-        fill=fill,
-    )
 
 
 def box_corners(volume: Volume, start, stop) -> np.ndarray:

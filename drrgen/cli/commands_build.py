@@ -8,10 +8,11 @@ from pathlib import Path
 
 import typer
 
-from drrgen.build.config import BuildConfig, SamplingConfig, load_config, with_overrides
+from drrgen.build.config import BuildConfig, load_config, with_overrides
 from drrgen.cli.app import app
 from drrgen.clikit import local_out_folder, on_interrupt
 from drrgen.errors import UserError
+from drrgen.geometry.poses import SamplingConfig
 
 _D = BuildConfig()
 _S = SamplingConfig()

@@ -37,10 +37,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from drrgen.build.config import SamplingConfig
-from drrgen.build.sampling import draw_pose
 from drrgen.fracture.simulate import FractureConfig, bone_components, draw_site, simulate_fracture
 from drrgen.geometry import View, carm_view
+from drrgen.geometry.poses import SamplingConfig, draw_pose
 from drrgen.phantoms import KINDS, make_phantom
 from drrgen.projector import project
 from drrgen.volume import Volume, read_ct
@@ -175,7 +174,7 @@ def plan_volumes(cfg: FractureDatasetConfig) -> list[VolumeEntry]:
         for i in range(cfg.phantoms)
     ]
     if cfg.ct_dir is not None:
-        from drrgen.build.discover import discover_cts
+        from drrgen.volume.discover import discover_cts
 
         sources = discover_cts(cfg.ct_dir)
         if not sources:

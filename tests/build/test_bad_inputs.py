@@ -5,6 +5,7 @@ import shlex
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from helpers import tiny_ct
 from typer.testing import CliRunner
 
 from drrgen.build.inspect import verify_store
@@ -12,8 +13,6 @@ from drrgen.build.store import open_store
 from drrgen.cli import app
 from drrgen.store_contract import written_blocks
 from drrgen.volume import Volume, write_ct
-
-from .conftest import tiny_ct
 
 BAD = {
     "truncated.nii": "truncated file",

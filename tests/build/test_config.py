@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from drrgen.build.config import BuildConfig, SamplingConfig, load_config, with_overrides
+from drrgen.build.config import BuildConfig, load_config, with_overrides
+from drrgen.geometry.poses import SamplingConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 

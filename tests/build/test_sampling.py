@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from helpers import tiny_ct
 
 from drrgen.build import BuildConfig, ClusterOptions, build
-from drrgen.build.config import SamplingConfig
 from drrgen.build.sampling import (
     POSE_FIELDS,
     TissueIndex,
@@ -13,9 +13,8 @@ from drrgen.build.sampling import (
     sample_block,
 )
 from drrgen.errors import CTReadError
+from drrgen.geometry.poses import SamplingConfig
 from drrgen.volume import Volume, write_ct
-
-from .conftest import tiny_ct
 
 
 def _same(a, b):

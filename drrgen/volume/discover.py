@@ -17,7 +17,8 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from drrgen.volume import is_ct_file, list_dicom_series
+from drrgen.volume.dicom import list_dicom_series
+from drrgen.volume.io import is_ct_file
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 # Files that sit beside CTs but are never DICOM; skipping them avoids reading their headers.

@@ -1,9 +1,8 @@
 import pytest
+from helpers import tiny_ct
 
-from drrgen.build.discover import discover_cts, hash_sources, sha256
 from drrgen.volume import write_ct, write_dicom_series
-
-from .conftest import tiny_ct
+from drrgen.volume.discover import discover_cts, hash_sources, sha256
 
 
 @pytest.fixture
