@@ -25,6 +25,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -176,25 +177,60 @@ def _train_step(task, model, batch, rt, optimizer, scaler, grad_clip, guard, ste
     return loss
 
 
+@dataclass
+class _Run:
+    """What one training run holds between steps: the parts a checkpoint saves, and where the
+    run stands (step, best validation score, the last validation)."""
+
+    model: torch.nn.Module  # unwrapped (not the DDP wrapper)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    step: int = 0
+    epoch: int = 0
+    position: int = 0  # batches consumed in `epoch`
+    best: float = -math.inf
+    val: dict = field(default_factory=dict)
+
+
 def _fit(task: Task, rt: dist.Runtime, progress: Progress) -> Path:
-    cfg = task.cfg
-    t = cfg.train
+    t = task.cfg.train
     if t.threads and rt.device.type == "cpu":
         torch.set_num_threads(t.threads)
-    run_dir = Path(cfg.run_dir)
-    last_path, best_path = run_dir / "ckpt" / "last.pt", run_dir / "ckpt" / "best.pt"
+    run_dir = Path(task.cfg.run_dir)
+    last_path = run_dir / "ckpt" / "last.pt"
     ckpt = load_checkpoint(last_path) if t.resume and last_path.is_file() else None
     if ckpt is not None:
-        check_resume(ckpt, cfg, task.layout(rt), last_path)
-
-    # ---- data ------------------------------------------------------------------------------
+        check_resume(ckpt, task.cfg, task.layout(rt), last_path)
     task.prepare(rt, run_dir, resuming=ckpt is not None)
     steps = task.steps()
+    run = _build(task, rt, steps)
+    if ckpt is not None:
+        _restore(run, ckpt, last_path, rt, t.seed)
+    progress.step, progress.steps = run.step, steps
+    progress.saved = run.step if ckpt is not None else None
+    logger = _open_run(task, rt, run, steps, resuming=ckpt is not None) if rt.master else None
+    if run.step >= steps:  # a finished run: nothing to train, keep its summary
+        if logger is not None:
+            print(f"{run_dir}: already trained ({run.step} of {steps} steps); nothing to do")
+            logger.close()
+        return run_dir
+    start_step, t_start = run.step, time.perf_counter()
+    _train(task, rt, run, steps, logger, progress)
+    if rt.master:
+        if not task.has_validation():  # no validation split: the last weights are the best
+            _save(run_dir / "ckpt" / "best.pt", task, rt, run)
+        elapsed = time.perf_counter() - t_start
+        _write_summary(run_dir, task, rt, run, steps, run.step - start_step, elapsed)
+        logger.close()
+    return run_dir
 
-    # ---- model, optimizer, schedule ------------------------------------------------------
-    torch.manual_seed(t.seed)
+
+def _build(task: Task, rt: dist.Runtime, steps: int) -> _Run:
+    """Model, Adam, the cosine schedule and the loss scaler, seeded by ``train.seed``."""
+    torch.manual_seed(task.cfg.train.seed)
     model = task.build_model().to(rt.device)
-    o = cfg.optim
+    o = task.cfg.optim
     optimizer = torch.optim.Adam(
         task.param_groups(model), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay
     )
@@ -202,85 +238,95 @@ def _fit(task: Task, rt: dist.Runtime, progress: Progress) -> Path:
         optimizer, cosine_schedule(steps, o.warmup_steps, o.min_lr_ratio)
     )
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
-    step, epoch, position, best = 0, 0, 0, -math.inf
-    if ckpt is not None:
-        parts = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
-        restore(ckpt, last_path, **parts)
-        step, epoch, position = ckpt["step"], ckpt["epoch"], ckpt["position"]
-        best = ckpt.get("best_val", ckpt.get("best_val_ap", -math.inf))
-        if rt.master:
-            set_rng_state(ckpt["rng"])
-        else:  # other ranks: a fresh, rank- and step-specific stream
-            torch.manual_seed(t.seed + 1000 * rt.rank + step)
-    progress.step, progress.steps = step, steps
-    progress.saved = step if ckpt is not None else None
+    return _Run(model, optimizer, scheduler, scaler)
 
-    logger = None
+
+def _restore(run: _Run, ckpt: dict, path: Path, rt: dist.Runtime, seed: int) -> None:
+    """Load `ckpt` into `run`: weights, optimizer, schedule, scaler, position and RNG."""
+    parts = dict(model=run.model, optimizer=run.optimizer, scheduler=run.scheduler)
+    restore(ckpt, path, **parts, scaler=run.scaler)
+    run.step, run.epoch, run.position = ckpt["step"], ckpt["epoch"], ckpt["position"]
+    run.best = ckpt.get("best_val", -math.inf)
     if rt.master:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-        task.save_split(run_dir)
-        if ckpt is not None:
-            _trim_log(run_dir, step)
-        logger = JsonlLogger(run_dir)
-        print(
-            task.describe(model, rt, steps)
-            + (f", resuming at step {step}" if ckpt is not None else "")
-        )
-    if step >= steps:  # a finished run: nothing to train, keep its summary
-        if logger is not None:
-            print(f"{run_dir}: already trained ({step} of {steps} steps); nothing to do")
-            logger.close()
-        return run_dir
-    raw_model = model
+        set_rng_state(ckpt["rng"])
+    else:  # other ranks: a fresh, rank- and step-specific stream
+        torch.manual_seed(seed + 1000 * rt.rank + run.step)
+
+
+def _open_run(task: Task, rt: dist.Runtime, run: _Run, steps: int, resuming: bool):
+    """Rank 0: write config and split, cut the log back to the checkpoint, print the banner;
+    returns the logger."""
+    run_dir = Path(task.cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(task.cfg, run_dir / "config.yaml")
+    task.save_split(run_dir)
+    if resuming:
+        _trim_log(run_dir, run.step)
+    print(
+        task.describe(run.model, rt, steps) + (f", resuming at step {run.step}" if resuming else "")
+    )
+    return JsonlLogger(run_dir)
+
+
+def _save(path: Path, task: Task, rt: dist.Runtime, run: _Run) -> None:
+    save_checkpoint(
+        path,
+        dict(
+            model=run.model.state_dict(),
+            optimizer=run.optimizer.state_dict(),
+            scheduler=run.scheduler.state_dict(),
+            scaler=run.scaler.state_dict(),
+            step=run.step,
+            epoch=run.epoch,
+            position=run.position,
+            best_val=run.best,
+            score=task.score,
+            task=task.name,
+            rng=rng_state(),
+            layout=task.layout(rt),
+            config=to_dict(task.cfg),
+            model_name=getattr(task.cfg.model, "name", task.name),
+        ),
+    )
+
+
+def _train(task: Task, rt: dist.Runtime, run: _Run, steps: int, logger, progress: Progress):
+    """The loop: step, log, validate (rank 0), checkpoint, until `steps` or ``stop_after``."""
+    t = task.cfg.train
+    ckpt_dir = Path(task.cfg.run_dir) / "ckpt"
+    model = run.model
     if rt.ddp:
         model = DistributedDataParallel(
             model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None
         )
-
-    def checkpoint(path: Path) -> None:
-        save_checkpoint(
-            path,
-            dict(
-                model=raw_model.state_dict(),
-                optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict(),
-                scaler=scaler.state_dict(),
-                step=step,
-                epoch=data.epoch,
-                position=data.position,
-                best_val=best,
-                score=task.score,
-                task=task.name,
-                rng=rng_state(),
-                layout=task.layout(rt),
-                config=to_dict(cfg),
-                model_name=getattr(cfg.model, "name", task.name),
-            ),
-        )
-
-    # ---- the loop ----------------------------------------------------------------------
-    data = EpochIterator(lambda e, skip: task.batches(e, skip, rt), epoch, position)
-    bar = tqdm(total=steps, initial=step, disable=not rt.master, dynamic_ncols=True, desc=task.name)
-    guard = FiniteGuard(task.identify, rt, grads=not scaler.is_enabled())
-    model.train()
-    loss_sum, n_loss, t_log, t_start, start_step = (
-        0.0,
-        0,
-        time.perf_counter(),
-        time.perf_counter(),
-        step,
+    data = EpochIterator(lambda e, skip: task.batches(e, skip, rt), run.epoch, run.position)
+    bar = tqdm(
+        total=steps, initial=run.step, disable=not rt.master, dynamic_ncols=True, desc=task.name
     )
-    val = {}
+    guard = FiniteGuard(task.identify, rt, grads=not run.scaler.is_enabled())
+    model.train()
+    loss_sum, n_loss, t_log, start_step = 0.0, 0, time.perf_counter(), run.step
     try:
-        while step < steps:
+        while run.step < steps:
             batch = next(data)
-            loss = _train_step(task, model, batch, rt, optimizer, scaler, o.grad_clip, guard, step)
-            scheduler.step()
-            step = progress.step = step + 1
+            loss = _train_step(
+                task,
+                model,
+                batch,
+                rt,
+                run.optimizer,
+                run.scaler,
+                task.cfg.optim.grad_clip,
+                guard,
+                run.step,
+            )
+            run.scheduler.step()
+            run.step = progress.step = run.step + 1
+            run.epoch, run.position = data.epoch, data.position
             # Summed on the device: one host sync per log line, not per step.
             loss_sum, n_loss = loss_sum + loss.detach().float(), n_loss + 1
             bar.update(1)
+            step = run.step
             stop = t.stop_after is not None and step - start_step >= t.stop_after
             # The same decisions on every rank; only rank 0 validates and writes.
             val_due = task.has_validation() and (
@@ -290,34 +336,22 @@ def _fit(task: Task, rt: dist.Runtime, progress: Progress) -> Path:
             log_due = step % t.log_every == 0 or step == steps
             if log_due or val_due or ckpt_due:
                 guard.check()  # nothing of a non-finite step is logged, validated or saved
-
             if log_due:
                 now = time.perf_counter()
                 mean_loss = dist.mean_over_ranks(float(loss_sum) / n_loss, rt)
                 sps = n_loss * task.samples_per_batch * rt.world_size / max(now - t_log, 1e-9)
                 if logger is not None:
+                    lr = run.scheduler.get_last_lr()[0]
                     logger.log(
-                        dict(
-                            step=step,
-                            epoch=data.epoch,
-                            loss=mean_loss,
-                            lr=scheduler.get_last_lr()[0],
-                            samples_per_s=sps,
-                        )
+                        dict(step=step, epoch=data.epoch, loss=mean_loss, lr=lr, samples_per_s=sps)
                     )
                     bar.set_postfix(loss=f"{mean_loss:.3g}", samples_s=f"{sps:.1f}")
                 loss_sum, n_loss, t_log = 0.0, 0, now
             if rt.master and val_due:
-                val = {"step": step, "split": "val", **task.validate(raw_model, rt)}
-                logger.log(val)
-                bar.write(f"step {step}: {task.format_val(val)}")
-                score = val[task.score]
-                if score > best or not math.isfinite(best):
-                    best = score if math.isfinite(score) else best
-                    checkpoint(best_path)
+                _validate(task, rt, run, logger, bar, ckpt_dir / "best.pt")
             if rt.master and ckpt_due:
                 with deferred_interrupt():  # the file and the record of it agree
-                    checkpoint(last_path)
+                    _save(ckpt_dir / "last.pt", task, rt, run)
                     progress.saved = step
             if val_due or ckpt_due:
                 dist.barrier(rt)
@@ -326,26 +360,33 @@ def _fit(task: Task, rt: dist.Runtime, progress: Progress) -> Path:
     finally:  # also on errors and Ctrl-C: the message goes on a line of its own
         bar.close()
 
-    if rt.master:
-        if not task.has_validation():  # no validation split: the last weights are the best
-            checkpoint(best_path)
-        elapsed = time.perf_counter() - t_start
-        throughput = (step - start_step) * task.samples_per_batch * rt.world_size
-        summary = dict(
-            steps=step,
-            done=step >= steps,
-            wall_s=elapsed,
-            samples_per_s=throughput / max(elapsed, 1e-9),
-            world_size=rt.world_size,
-            device=str(rt.device),
-            score=task.score,
-            best_val=best if math.isfinite(best) else None,
-            last_val=val,
-        )
-        if task.name == "pretrain":  # the pretraining's names for the same numbers
-            summary.update(pairs_per_s=summary["samples_per_s"], best_val_ap=summary["best_val"])
-        (run_dir / "summary.json").write_text(
-            json.dumps(summary, indent=1, default=str), encoding="utf-8"
-        )
-        logger.close()
-    return run_dir
+
+def _validate(task: Task, rt: dist.Runtime, run: _Run, logger, bar, best_path: Path) -> None:
+    """Rank 0: validate, log, and save `best_path` when the score improved."""
+    run.val = {"step": run.step, "split": "val", **task.validate(run.model, rt)}
+    logger.log(run.val)
+    bar.write(f"step {run.step}: {task.format_val(run.val)}")
+    score = run.val[task.score]
+    if score > run.best or not math.isfinite(run.best):
+        run.best = score if math.isfinite(score) else run.best
+        _save(best_path, task, rt, run)
+
+
+def _write_summary(
+    run_dir: Path, task: Task, rt: dist.Runtime, run: _Run, steps: int, trained: int, elapsed: float
+) -> None:
+    """``summary.json``: steps, wall time and throughput of this session, the best and the
+    last validation."""
+    summary = dict(
+        steps=run.step,
+        done=run.step >= steps,
+        wall_s=elapsed,
+        samples_per_s=trained * task.samples_per_batch * rt.world_size / max(elapsed, 1e-9),
+        world_size=rt.world_size,
+        device=str(rt.device),
+        score=task.score,
+        best_val=run.best if math.isfinite(run.best) else None,
+        last_val=run.val,
+    )
+    text = json.dumps(summary, indent=1, default=str)
+    (run_dir / "summary.json").write_text(text, encoding="utf-8")
