@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 
 @dataclass(frozen=True)
 class SamplingConfig:
@@ -66,8 +64,14 @@ class SamplingConfig:
         return self
 
 
-def draw_pose(rng: np.random.Generator, cfg: SamplingConfig) -> dict:
-    """One view's C-arm parameters (degrees, mm) and its fill fraction; 7 draws, always."""
+def draw_pose(rng, cfg: SamplingConfig) -> dict:
+    """One view's C-arm parameters (degrees, mm) and its fill fraction; 7 draws, always.
+
+    Args:
+        rng: a ``numpy.random.Generator``.
+    """
+    import numpy as np  # here, not at the top: the config above is read by `--help`
+
     probs = np.asarray(cfg.primary_probs, dtype=np.float64)
     base = np.asarray(cfg.primary_angles_deg)[rng.choice(len(probs), p=probs / probs.sum())]
     primary = float((base + rng.normal(0.0, cfg.primary_sigma_deg)) % 360.0)

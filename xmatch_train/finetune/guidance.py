@@ -19,6 +19,7 @@ from torch import nn
 from xmatch_train.config import PretrainConfig, load_config
 from xmatch_train.models import build_model, encoder_state_dict
 from xmatch_train.train.checkpoint import load_checkpoint
+from xmatch_train.train.rundir import RunDir
 
 
 def checkpoint_path(source: str | Path, which: str = "best") -> Path:
@@ -31,20 +32,18 @@ def checkpoint_path(source: str | Path, which: str = "best") -> Path:
     source = Path(source).expanduser()
     if source.is_file():
         return source
-    for name in (which, "last"):
-        path = source / "ckpt" / f"{name}.pt"
-        if path.is_file():
-            return path
-    raise FileNotFoundError(
-        f"{source}: no checkpoint (expected a file, or a run directory with ckpt/{which}.pt); "
-        "run `xmatch pretrain` first"
-    )
+    try:
+        return RunDir(source).find_checkpoint(which)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{source}: no checkpoint (expected a file, or a run directory with ckpt/{which}.pt); "
+            "run `xmatch pretrain` first"
+        ) from None
 
 
 def pretrain_run_dir(source: str | Path, which: str = "best") -> Path:
     """The run directory of a pretraining given as a directory or a checkpoint file."""
-    path = checkpoint_path(source, which)
-    return path.parent.parent if path.parent.name == "ckpt" else path.parent
+    return RunDir.of_checkpoint(checkpoint_path(source, which)).root
 
 
 def load_pretrain_run(source: str | Path, which: str = "best") -> tuple[PretrainConfig, dict]:
@@ -56,8 +55,7 @@ def load_pretrain_run(source: str | Path, which: str = "best") -> tuple[Pretrain
     """
     path = checkpoint_path(source, which)
     ckpt = load_checkpoint(path)
-    run_dir = path.parent.parent if path.parent.name == "ckpt" else path.parent
-    config = run_dir / "config.yaml"
+    config = RunDir.of_checkpoint(path).config
     if config.is_file():
         cfg = load_config(config)
     elif isinstance(ckpt.get("config"), dict):

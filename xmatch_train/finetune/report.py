@@ -37,6 +37,7 @@ from xmatch_train.metrics import paired_auc_bootstrap
 from xmatch_train.train import dist
 from xmatch_train.train.checkpoint import load_checkpoint
 from xmatch_train.train.logger import read_log
+from xmatch_train.train.rundir import RunDir
 
 METRICS = ("accuracy", "precision", "recall", "kappa", "auc")
 # The paper's Table-3 rows, top to bottom: name -> (fusion, correspondence-pretrained, guided).
@@ -60,7 +61,7 @@ COMPARISONS = (
 
 def is_finetune_run(run_dir: str | Path) -> bool:
     """True when `run_dir` holds a fine-tuning run (its config has a ``guidance`` section)."""
-    path = Path(run_dir) / "config.yaml"
+    path = RunDir(run_dir).config
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
@@ -88,15 +89,13 @@ def evaluate_run(
         (study id, label, probability) per study.
     """
     rt = rt or dist.setup("auto", "auto")
-    cfg = load_config(run_dir / "config.yaml", cls=FinetuneConfig)
-    path = run_dir / "ckpt" / f"{checkpoint}.pt"
-    if not path.is_file():
-        path = run_dir / "ckpt" / "last.pt"
-    ckpt = load_checkpoint(path, map_location="cpu")
+    run = RunDir(run_dir)
+    cfg = load_config(run.config, cls=FinetuneConfig)
+    ckpt = load_checkpoint(run.find_checkpoint(checkpoint), map_location="cpu")
     model = build_classifier(cfg, pretrained=False)  # every weight is in the checkpoint
     model.load_state_dict(ckpt["model"])
     model.to(rt.device)
-    studies = apply_split(load_studies(cfg), run_dir / "split.json")
+    studies = apply_split(load_studies(cfg), run.split)
     chosen = studies if split == "all" else [s for s in studies if s.split == split]
     if not chosen:
         raise ValueError(f"{run_dir}: no studies in split {split!r} of {cfg.data.root}")
@@ -272,9 +271,9 @@ def evaluate_finetune_runs(
     (out / "table.md").write_text(table, encoding="utf-8")
     names = {key: name for name, key in ROW_KEYS.items()}
     logs = {
-        name: (names.get(tuple(m["row"]), str(m["row"])), read_log(Path(name) / "log.jsonl"))
+        name: (names.get(tuple(m["row"]), str(m["row"])), read_log(RunDir(name).log))
         for name, m in per_run.items()
-        if (Path(name) / "log.jsonl").is_file()
+        if RunDir(name).log.is_file()
     }
     plot_finetune_curves(logs, out / "curves.png")
 

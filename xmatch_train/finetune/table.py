@@ -27,6 +27,7 @@ from xmatch_train.config import changed_settings
 from xmatch_train.finetune.config import FinetuneConfig
 from xmatch_train.finetune.report import ROW_KEYS, evaluate_finetune_runs
 from xmatch_train.finetune.task import finetune
+from xmatch_train.train.rundir import RunDir
 
 ROWS = tuple(ROW_KEYS)
 
@@ -58,9 +59,7 @@ def row_config(base: FinetuneConfig, row: str, seed: int) -> FinetuneConfig:
 def is_done(run_dir: str | Path) -> bool:
     """True when the run finished (its ``summary.json`` says ``done``)."""
     try:
-        return bool(
-            json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8")).get("done")
-        )
+        return bool(json.loads(RunDir(run_dir).summary.read_text(encoding="utf-8")).get("done"))
     except (OSError, json.JSONDecodeError):
         return False
 
@@ -68,7 +67,7 @@ def is_done(run_dir: str | Path) -> bool:
 def changed_keys(cfg: FinetuneConfig) -> list[str]:
     """Dotted keys where the ``config.yaml`` saved in ``cfg.run_dir`` differs from `cfg`
     (`changed_settings`: keys of `NOT_SETTINGS` aside); [] when no run has been started there."""
-    path = Path(cfg.run_dir) / "config.yaml"
+    path = RunDir(cfg.run_dir).config
     if not path.is_file():
         return []
     return list(changed_settings(cfg, yaml.safe_load(path.read_text(encoding="utf-8"))))

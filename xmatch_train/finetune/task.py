@@ -49,6 +49,7 @@ from xmatch_train.models.backbone import loaded_weights
 from xmatch_train.pretrain.baselines import check_beats_baseline
 from xmatch_train.train import dist
 from xmatch_train.train.loop import fit
+from xmatch_train.train.rundir import RunDir
 
 SELECT = ("auc", "kappa", "accuracy", "neg_loss")
 FORMATS = ("mura", "grazpedwri", "csv")
@@ -267,7 +268,7 @@ class FinetuneTask:
         cfg, d = self.cfg, self.cfg.data
         self.world_size = rt.world_size
         studies = load_studies(cfg)
-        split_path = run_dir / "split.json"
+        split_path = RunDir(run_dir).split
         if resuming and split_path.is_file():
             studies = apply_split(studies, split_path)
         self.studies = studies
@@ -296,7 +297,7 @@ class FinetuneTask:
             counts=summary(self.studies),
             studies={n: [s.study_id for s in self.studies if s.split == n] for n in SPLITS},
         )
-        (run_dir / "split.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+        RunDir(run_dir).split.write_text(json.dumps(record, indent=1), encoding="utf-8")
 
     def steps(self) -> int:
         t, d = self.cfg.train, self.cfg.data

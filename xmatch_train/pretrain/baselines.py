@@ -20,9 +20,9 @@ import torch
 
 from xmatch_train.data.store import damaged_samples
 from xmatch_train.metrics import CorrespondenceMetrics, MetricConfig
+from xmatch_train.train.rundir import RunDir
 
 BASELINES = ("zero", "mean")
-TRAIN_MEAN_FILE = "train_mean.npz"
 
 
 def mean_matrix(batches: Iterable[dict], stores: Sequence[str] = ()) -> tuple[np.ndarray, int]:
@@ -47,7 +47,7 @@ def mean_matrix(batches: Iterable[dict], stores: Sequence[str] = ()) -> tuple[np
 
 def save_train_mean(run_dir: Path, mean: np.ndarray, pairs: int, definition: str) -> Path:
     """Write ``run_dir/train_mean.npz``."""
-    path = Path(run_dir) / TRAIN_MEAN_FILE
+    path = RunDir(run_dir).train_mean
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, mean=mean.astype(np.float32), pairs=pairs, definition=definition)
     return path
@@ -59,7 +59,7 @@ def load_train_mean(run_dir: Path) -> tuple[np.ndarray, str]:
     Raises:
         FileNotFoundError: the run has no ``train_mean.npz`` (written by older versions).
     """
-    path = Path(run_dir) / TRAIN_MEAN_FILE
+    path = RunDir(run_dir).train_mean
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: missing; the run predates the mean-matrix baseline (retrain it)"
@@ -101,7 +101,7 @@ def validation_gain(run_dir: Path) -> tuple[float, float] | None:
     its ``log.jsonl``; None when the log has no validation with the baseline."""
     from xmatch_train.train.logger import read_log
 
-    path = Path(run_dir) / "log.jsonl"
+    path = RunDir(run_dir).log
     vals = [
         r
         for r in (read_log(path) if path.is_file() else [])

@@ -31,6 +31,7 @@ from xmatch_train.pretrain.figures import plot_curves, plot_pair
 from xmatch_train.train import dist
 from xmatch_train.train.checkpoint import load_checkpoint
 from xmatch_train.train.logger import read_log
+from xmatch_train.train.rundir import RunDir
 
 MESSAGE_PASSING = {"superglue", "loftr", "transformer_mp"}
 LABELS = {
@@ -51,7 +52,7 @@ def eval_keys(metas: list[StoreMeta], run_dir: Path, split: str) -> set[str] | N
     """
     if split == "all":
         return None
-    run_split = load_split(run_dir / "split.json")
+    run_split = load_split(RunDir(run_dir).split)
     if split == "auto":
         seen = run_split.keys("train") | run_split.keys("val")
         every = {m.volume_key(v) for m in metas for v in np.unique(m.volume_id[m.volume_id >= 0])}
@@ -62,10 +63,9 @@ def eval_keys(metas: list[StoreMeta], run_dir: Path, split: str) -> set[str] | N
 def _load_run(
     run_dir: Path, which: str, rt: dist.Runtime
 ) -> tuple[PretrainConfig, torch.nn.Module, int]:
-    cfg = load_config(run_dir / "config.yaml")
-    path = run_dir / "ckpt" / f"{which}.pt"
-    if not path.is_file() and which == "best":
-        path = run_dir / "ckpt" / "last.pt"
+    run = RunDir(run_dir)
+    cfg = load_config(run.config)
+    path = run.find_checkpoint(which)
     ckpt = load_checkpoint(path)
     # The checkpoint holds every weight; never read the (maybe absent) pretrained file again.
     model = build_model(replace(cfg.model, pretrained_file=None, pretrained=None))
@@ -307,8 +307,8 @@ def evaluate_runs(
             previous = [r for r in rows.values() if r["model"] == kind]
             if not any(_same_numbers(row, r) for r in previous):
                 rows[f"{kind} baseline ({name})"] = row
-        if (run_dir / "log.jsonl").is_file():
-            logs[name] = read_log(run_dir / "log.jsonl")
+        if RunDir(run_dir).log.is_file():
+            logs[name] = read_log(RunDir(run_dir).log)
     if logs:
         plot_curves(logs, out / "curves.png")
     table = markdown_table(rows)

@@ -33,7 +33,6 @@ from xmatch_train.models.backbone import loaded_weights
 from xmatch_train.models.head import bce_loss
 from xmatch_train.models.registry import check_config
 from xmatch_train.pretrain.baselines import (
-    TRAIN_MEAN_FILE,
     load_train_mean,
     mean_matrix,
     save_train_mean,
@@ -41,6 +40,7 @@ from xmatch_train.pretrain.baselines import (
 from xmatch_train.pretrain.evaluate import evaluate
 from xmatch_train.train import dist
 from xmatch_train.train.loop import fit
+from xmatch_train.train.rundir import RunDir
 
 LOSSES = ("auto", "mse", "bce")
 
@@ -109,7 +109,7 @@ class CorrespondenceTask:
         # Split by CT volume; this rank's share of the training shards.
         cfg, d = self.cfg, self.cfg.data
         self.metas = [read_meta(p, allow_incomplete=d.allow_incomplete) for p in d.stores]
-        split_path = run_dir / "split.json"
+        split_path = RunDir(run_dir).split
         if resuming and split_path.is_file():
             self.split = load_split(split_path)
         else:
@@ -140,7 +140,7 @@ class CorrespondenceTask:
     def _train_mean(self, run_dir: Path, resuming: bool):
         """The training split's mean matrix: read back when resuming, else computed."""
         self.train_pairs = None  # None: read back from the run, nothing to write
-        if resuming and (run_dir / TRAIN_MEAN_FILE).is_file():
+        if resuming and RunDir(run_dir).train_mean.is_file():
             mean, definition = load_train_mean(run_dir)
             if definition != self.definition:
                 raise StoreError(
@@ -154,7 +154,7 @@ class CorrespondenceTask:
         return mean
 
     def save_split(self, run_dir: Path) -> None:
-        save_split(run_dir / "split.json", self.metas, self.split)
+        save_split(RunDir(run_dir).split, self.metas, self.split)
         if self.train_pairs is not None:  # computed for this run: (over)write it
             save_train_mean(run_dir, self.train_mean, self.train_pairs, self.definition)
 

@@ -31,6 +31,7 @@ import torch
 import torch.distributed
 
 from xmatch_train.train.dist import Runtime
+from xmatch_train.train.rundir import RunDir
 
 
 class NonFiniteError(ValueError):
@@ -127,7 +128,7 @@ class Progress:
         if self.step is None:
             return "interrupted before training started"
         saved = (
-            f"{self.run_dir / 'ckpt' / 'last.pt'} holds step {self.saved}"
+            f"{RunDir(self.run_dir).ckpt('last')} holds step {self.saved}"
             if self.saved is not None
             else "no checkpoint yet (a rerun starts over)"
         )

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from xmatch_train.train.rundir import RunDir
+
 
 def _clean(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
@@ -23,7 +25,7 @@ class JsonlLogger:
     """
 
     def __init__(self, run_dir: str | Path, tensorboard: bool = True):
-        self.path = Path(run_dir) / "log.jsonl"
+        self.path = RunDir(run_dir).log
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("a", encoding="utf-8")
         self._tb = None

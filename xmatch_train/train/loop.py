@@ -11,12 +11,7 @@ score and the torch RNG state; a resume must find the saved settings (`resume.ch
 A non-finite loss or gradient stops the run before anything of that step is logged, validated
 or saved; Ctrl-C raises `guards.Interrupted` saying where the run stands (`guards`).
 
-Run directory:
-    config.yaml   the resolved configuration
-    split.json    the train / val / test CT volumes (or studies)
-    log.jsonl     one line per logged step (train) and per validation (split = "val")
-    ckpt/last.pt  latest checkpoint; ckpt/best.pt  best validation score (AP for pretraining)
-    summary.json  steps, wall time, throughput, final validation metrics
+The run folder's layout: `xmatch_train.train.rundir.RunDir`.
 """
 
 from __future__ import annotations
@@ -39,6 +34,7 @@ from xmatch_train.train.checkpoint import load_checkpoint, rng_state, save_check
 from xmatch_train.train.guards import FiniteGuard, Interrupted, Progress, deferred_interrupt
 from xmatch_train.train.logger import JsonlLogger, read_log
 from xmatch_train.train.resume import check_resume, restore
+from xmatch_train.train.rundir import RunDir
 
 
 def cosine_schedule(steps: int, warmup: int = 0, min_ratio: float = 0.0):
@@ -82,7 +78,7 @@ class EpochIterator:
 
 def _trim_log(run_dir: Path, step: int) -> None:
     """Drop log lines written after the checkpoint we resume from (a killed run's tail)."""
-    path = run_dir / "log.jsonl"
+    path = RunDir(run_dir).log
     if path.is_file():
         keep = [r for r in read_log(path) if r.get("step", 0) <= step]
         path.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
@@ -198,7 +194,7 @@ def _fit(task: Task, rt: dist.Runtime, progress: Progress) -> Path:
     if t.threads and rt.device.type == "cpu":
         torch.set_num_threads(t.threads)
     run_dir = Path(task.cfg.run_dir)
-    last_path = run_dir / "ckpt" / "last.pt"
+    last_path = RunDir(run_dir).ckpt("last")
     ckpt = load_checkpoint(last_path) if t.resume and last_path.is_file() else None
     if ckpt is not None:
         check_resume(ckpt, task.cfg, task.layout(rt), last_path)
@@ -219,7 +215,7 @@ def _fit(task: Task, rt: dist.Runtime, progress: Progress) -> Path:
     _train(task, rt, run, steps, logger, progress)
     if rt.master:
         if not task.has_validation():  # no validation split: the last weights are the best
-            _save(run_dir / "ckpt" / "best.pt", task, rt, run)
+            _save(RunDir(run_dir).ckpt("best"), task, rt, run)
         elapsed = time.perf_counter() - t_start
         _write_summary(run_dir, task, rt, run, steps, run.step - start_step, elapsed)
         logger.close()
@@ -258,7 +254,7 @@ def _open_run(task: Task, rt: dist.Runtime, run: _Run, steps: int, resuming: boo
     returns the logger."""
     run_dir = Path(task.cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(task.cfg, run_dir / "config.yaml")
+    save_config(task.cfg, RunDir(run_dir).config)
     task.save_split(run_dir)
     if resuming:
         _trim_log(run_dir, run.step)
@@ -293,7 +289,7 @@ def _save(path: Path, task: Task, rt: dist.Runtime, run: _Run) -> None:
 def _train(task: Task, rt: dist.Runtime, run: _Run, steps: int, logger, progress: Progress):
     """The loop: step, log, validate (rank 0), checkpoint, until `steps` or ``stop_after``."""
     t = task.cfg.train
-    ckpt_dir = Path(task.cfg.run_dir) / "ckpt"
+    paths = RunDir(task.cfg.run_dir)
     model = run.model
     if rt.ddp:
         model = DistributedDataParallel(
@@ -348,10 +344,10 @@ def _train(task: Task, rt: dist.Runtime, run: _Run, steps: int, logger, progress
                     bar.set_postfix(loss=f"{mean_loss:.3g}", samples_s=f"{sps:.1f}")
                 loss_sum, n_loss, t_log = 0.0, 0, now
             if rt.master and val_due:
-                _validate(task, rt, run, logger, bar, ckpt_dir / "best.pt")
+                _validate(task, rt, run, logger, bar, paths.ckpt("best"))
             if rt.master and ckpt_due:
                 with deferred_interrupt():  # the file and the record of it agree
-                    _save(ckpt_dir / "last.pt", task, rt, run)
+                    _save(paths.ckpt("last"), task, rt, run)
                     progress.saved = step
             if val_due or ckpt_due:
                 dist.barrier(rt)
@@ -389,4 +385,4 @@ def _write_summary(
         last_val=run.val,
     )
     text = json.dumps(summary, indent=1, default=str)
-    (run_dir / "summary.json").write_text(text, encoding="utf-8")
+    RunDir(run_dir).summary.write_text(text, encoding="utf-8")
