@@ -68,6 +68,8 @@ def read_dicom(path: str | Path) -> Radiograph:
 
 def check_radiograph(ds, path: Path) -> None:
     """Refuse what is not one grey projection X-ray frame (one line naming the file)."""
+    if "SOPClassUID" not in ds and "Rows" not in ds:
+        raise UserError(f"{path}: cannot read as DICOM (no image attributes found; damaged?)")
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise UserError(f"{path}: DICOM without pixel data (not an image)")
     modality = str(ds.get("Modality", "") or "").upper()

@@ -122,13 +122,14 @@ class Prepared:
         return torch.from_numpy(self.image)[None, None]
 
 
-def collimation_box(pixels: np.ndarray, tolerance: float = 0.01, keep: float = 0.5) -> Box:
+def collimation_box(pixels: np.ndarray, tolerance: float = 0.002, keep: float = 0.5) -> Box:
     """The image inside constant-valued border rows and columns (collimator shutters, masks).
 
     A border row or column is constant when its values span at most `tolerance` of the
-    image's 0.5-99.5 percentile range; such bands are peeled from the four sides until none is
-    left. Cropping happens only when obvious: if less than `keep` of either side would remain,
-    the whole image is kept.
+    image's 0.5-99.5 percentile range (shutters are written as one value; anatomy and
+    exposed air carry noise); such bands are peeled from the four sides until none is left.
+    Cropping happens only when obvious: if less than `keep` of either side would remain, the
+    whole image is kept.
 
     Args:
         pixels: (H, W) image.
