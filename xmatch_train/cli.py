@@ -215,6 +215,7 @@ def match(
     ),
     top_k: int = typer.Option(5, "--top-k", help="matches listed per patch of A in matches.json"),
     save_matrix: bool = typer.Option(False, "--save-matrix", help="also write matrix.npy (N x N)"),
+    figure: bool = typer.Option(True, "--figure/--no-figure", help="draw matches.png"),
     fit: str = typer.Option(
         "pad", help="non-square images: pad (keep all) or crop (centre square)"
     ),
@@ -240,6 +241,7 @@ def match(
         fit=fit,
         borders=borders,
         invert=invert,
+        figure=figure,
     )
     options.check()  # before the model loads
     matcher = load_matcher(run, checkpoint, device)

@@ -20,15 +20,16 @@ MAX_DISPLAY = 1024  # pixels per side drawn; larger images are subsampled for th
 def strongest_queries(
     corr: np.ndarray, valid_a: np.ndarray, grid: tuple[int, int], count: int = 4
 ) -> list[int]:
-    """Patches of A with the strongest best match, at least two patches apart on the grid
-    (Chebyshev distance), so the figure shows different places."""
+    """Patches of A with the strongest best match, at least max(2, grid / 5) patches apart on
+    the grid (Chebyshev distance), so the figure shows different places."""
     best = np.where(valid_a, corr.max(axis=1), -np.inf)  # (N,)
+    gap = max(2, grid[0] // 5)
     chosen: list[int] = []
     for i in np.argsort(-best, kind="stable"):
         if not np.isfinite(best[i]) or len(chosen) == count:
             break
         r, c = divmod(int(i), grid[1])
-        if all(max(abs(r - q // grid[1]), abs(c - q % grid[1])) >= 2 for q in chosen):
+        if all(max(abs(r - q // grid[1]), abs(c - q % grid[1])) >= gap for q in chosen):
             chosen.append(int(i))
     return chosen
 

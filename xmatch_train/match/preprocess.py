@@ -68,7 +68,7 @@ class Frame:
         y0, y1, x0, x1 = max(y0, vy0), min(y1, vy1), max(x0, vx0), min(x1, vx1)
         if y1 - y0 < 1e-6 or x1 - x0 < 1e-6:
             return None
-        return [round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2)]
+        return [round(float(v), 2) for v in (x0, y0, x1, y1)]
 
     def inside(self, grid: tuple[int, int]) -> np.ndarray:
         """(N,) bool: patches that show part of the image."""
