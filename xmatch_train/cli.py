@@ -1,5 +1,5 @@
-"""The ``xmatch`` command line: ``xmatch pretrain``, ``xmatch finetune``, ``xmatch finetune-table``
-and ``xmatch eval``.
+"""The ``xmatch`` command line: ``xmatch pretrain``, ``xmatch finetune``, ``xmatch finetune-table``,
+``xmatch eval`` and ``xmatch match``.
 
 Heavy imports (torch, timm, zarr) happen inside the commands, so ``xmatch --help`` is fast.
 Errors go through the error path shared with `drrgen` (`drrgen.clikit`): a user's mistake is
@@ -194,3 +194,81 @@ def _seeds(text: str | None) -> tuple[int, ...] | None:
         return tuple(int(x) for x in text.split(","))
     except ValueError:
         raise UserError(f"--seeds {text}: expected comma-separated integers, e.g. 0,1,2") from None
+
+
+@app.command()
+def match(
+    a: Path = typer.Argument(None, help="image A: PNG, JPEG, TIFF (8/16 bit) or DICOM CR/DX"),
+    b: Path = typer.Argument(None, help="image B, the other view"),
+    run: Path = typer.Option(..., "--run", help="correspondence run directory (xmatch pretrain)"),
+    out: Path = typer.Option(
+        ..., "--out", help="output folder (one subfolder per pair with --pairs)"
+    ),
+    checkpoint: str = typer.Option("best", help="best or last"),
+    pairs: Path = typer.Option(
+        None,
+        "--pairs",
+        help="CSV with a header a,b[,name] (paths relative to the CSV): match each row",
+    ),
+    query: str = typer.Option(
+        None, "--query", help="X,Y pixel of A (column, row): draw its heat map on B (query.png)"
+    ),
+    top_k: int = typer.Option(5, "--top-k", help="matches listed per patch of A in matches.json"),
+    save_matrix: bool = typer.Option(False, "--save-matrix", help="also write matrix.npy (N x N)"),
+    figure: bool = typer.Option(True, "--figure/--no-figure", help="draw matches.png"),
+    fit: str = typer.Option(
+        "pad", help="non-square images: pad (keep all) or crop (centre square)"
+    ),
+    borders: str = typer.Option(
+        "auto", help="constant border bands (collimation): auto (DICOM only), crop or keep"
+    ),
+    invert: str = typer.Option("none", help="images whose bone is dark: none, a, b or both"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+) -> None:
+    """Predict the patch correspondences of two X-ray views with a trained run; write
+    matches.json (top-k per patch of A, boxes in original pixels), matches.png, and with
+    --query query.png, with --save-matrix matrix.npy."""
+    from xmatch_train.match import MatchOptions, load_matcher, match_pair, match_pairs
+
+    out_folder(out)
+    images = [p for p in (a, b) if p is not None]
+    if (pairs is None and len(images) != 2) or (pairs is not None and images):
+        raise UserError("give two images A B, or --pairs CSV (not both)")
+    options = MatchOptions(
+        top_k=top_k,
+        query=_point(query),
+        save_matrix=save_matrix,
+        fit=fit,
+        borders=borders,
+        invert=invert,
+        figure=figure,
+    )
+    options.check()  # before the model loads
+    matcher = load_matcher(run, checkpoint, device)
+    if matcher.cfg.data.display.mode != "log":
+        typer.echo(
+            f"note: {run} was trained with display.mode={matcher.cfg.data.display.mode}; images "
+            "are windowed as log-domain radiographs",
+            err=True,
+        )
+    if pairs is None:
+        result = match_pair(matcher, a, b, out, options)
+        typer.echo(f"wrote {', '.join(p.name for p in result.files)} in {out}/")
+        return
+    done, errors = match_pairs(matcher, pairs, out, options)
+    typer.echo(f"matched {done} of {done + len(errors)} pairs into {out}/ (summary.csv)")
+    if errors:
+        raise typer.Exit(2)
+
+
+def _point(text: str | None) -> tuple[float, float] | None:
+    """``--query X,Y`` as two numbers."""
+    if text is None:
+        return None
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(
+            f"--query {text}: expected X,Y pixel coordinates of A, e.g. 120,340"
+        ) from None
+    return x, y

@@ -249,3 +249,47 @@ def build_toy_store(
     if not summary.complete:
         raise RuntimeError(f"{path}: toy build incomplete: {summary.failed}")
     return Path(path)
+
+
+def write_dicom(path: str | Path, stored: np.ndarray, **elements) -> Path:
+    """Write a real DICOM file (explicit VR little endian, DX for presentation) holding the
+    stored values `stored` (H, W) or (frames, H, W) (or (H, W, 3) with ``SamplesPerPixel=3``).
+
+    Defaults: Modality DX, MONOCHROME2, 16 bits allocated, 12 stored, unsigned; any data
+    element can be set or overridden by keyword (``Modality="CT"``,
+    ``PhotometricInterpretation="MONOCHROME1"``, ``RescaleSlope=2.0``,
+    ``ImagerPixelSpacing=[0.14, 0.14]``, ``NumberOfFrames=2``, ...). The pixel bytes are
+    written as given (so unused high bits may carry garbage, as old files do).
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import (
+        DigitalXRayImageStorageForPresentation,
+        ExplicitVRLittleEndian,
+        generate_uid,
+    )
+
+    stored = np.asarray(stored)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    colour = int(elements.get("SamplesPerPixel", 1)) > 1
+    rows, cols = stored.shape[:2] if colour else stored.shape[-2:]  # (H, W[, 3]) / (F, H, W)
+    ds.Rows, ds.Columns = int(rows), int(cols)
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.PixelRepresentation = 0
+    for key, value in elements.items():
+        setattr(ds, key, value)
+    dtype = {(8, 0): np.uint8, (16, 0): np.uint16, (16, 1): np.int16}
+    ds.PixelData = stored.astype(dtype[(ds.BitsAllocated, ds.PixelRepresentation)]).tobytes()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
