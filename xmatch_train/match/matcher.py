@@ -14,6 +14,7 @@ from xmatch_train.data.transforms import DisplayConfig
 from xmatch_train.match.preprocess import Prepared, prepare
 from xmatch_train.models import build_model
 from xmatch_train.train import dist
+from xmatch_train.train.rundir import RunDir
 
 
 @dataclass
@@ -154,8 +155,8 @@ def _grid(model: torch.nn.Module, size: int, device: torch.device, run: Path) ->
 
 
 def _train_mean(run: Path) -> np.ndarray | None:
-    from xmatch_train.pretrain.baselines import TRAIN_MEAN_FILE, load_train_mean
+    from xmatch_train.pretrain.baselines import load_train_mean
 
-    if not (run / TRAIN_MEAN_FILE).is_file():
+    if not RunDir(run).train_mean.is_file():
         return None
     return load_train_mean(run)[0]
