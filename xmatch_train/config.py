@@ -179,6 +179,8 @@ def read_yaml(path: str | Path, _chain: tuple = ()) -> dict:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML text file (not UTF-8 text)") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML, {yaml_problem(err)}") from err
     if not isinstance(data, dict):
