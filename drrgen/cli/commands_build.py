@@ -286,7 +286,9 @@ def show(
     """Draw one sample: its views, a patch of view 0 and its correspondences, the matrices."""
     from drrgen.build.store import open_store
     from drrgen.viz import show_sample
+    from drrgen.viz.figure import check_path
 
+    check_path(out)
     group = open_store(store, "r", _storage_options(storage_options))
     path = show_sample(group, index, out, patch_index=patch_index)
     typer.echo(f"wrote {path}")
