@@ -85,10 +85,10 @@ def eval_(
         "for its own store, every volume for a store of new CTs); test, val, train or all",
     ),
     checkpoint: str = typer.Option("best", help="best or last"),
-    batch_size: int = typer.Option(16, help="evaluation batch size"),
-    max_batches: int = typer.Option(None, help="evaluate at most this many batches per run"),
-    figures: int = typer.Option(4, help="sample figures per run"),
-    workers: int = typer.Option(2, help="DataLoader workers"),
+    batch_size: int = typer.Option(16, min=1, help="evaluation batch size"),
+    max_batches: int = typer.Option(None, min=1, help="evaluate at most this many batches per run"),
+    figures: int = typer.Option(4, min=0, help="sample figures per run"),
+    workers: int = typer.Option(2, min=0, help="DataLoader workers"),
     allow_incomplete: bool = typer.Option(False, help="accept stores still being built"),
 ) -> None:
     """Evaluate trained runs; write table.md, metrics.json and figures to OUT.

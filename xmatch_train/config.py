@@ -179,6 +179,8 @@ def read_yaml(path: str | Path, _chain: tuple = ()) -> dict:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML text file (not UTF-8 text)") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML, {yaml_problem(err)}") from err
     if not isinstance(data, dict):
@@ -203,9 +205,32 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, cls
         source += f" + overrides {list(overrides)}"
     data = {} if path is None else read_yaml(path)
     try:
-        return from_dict(cls, apply_overrides(data, overrides))
+        return check_ranges(from_dict(cls, apply_overrides(data, overrides)))
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
+
+
+# (section, key, test, what the value must be): checked for every config that has the section
+# (pretraining and fine-tuning share `OptimConfig` / `TrainConfig`, both have ``data``).
+_RANGES = (
+    ("optim", "lr", lambda v: v > 0, "> 0"),
+    ("optim", "weight_decay", lambda v: v >= 0, ">= 0"),
+    ("data", "batch_size", lambda v: v >= 1, ">= 1"),
+    ("train", "steps", lambda v: v is None or v >= 1, ">= 1 (or null: use train.epochs)"),
+)
+
+
+def check_ranges(cfg):
+    """`cfg` when its numeric settings are in range; a `ConfigError` naming the key otherwise
+    (so that ``optim.lr=-1`` fails at once, not as a PyTorch traceback)."""
+    for section, key, ok, must in _RANGES:
+        part = getattr(cfg, section, None)
+        if part is None or not hasattr(part, key):
+            continue
+        value = getattr(part, key)
+        if not ok(value):
+            raise ConfigError(f"{section}.{key}: must be {must}, got {value!r}")
+    return cfg
 
 
 def to_dict(cfg) -> dict:

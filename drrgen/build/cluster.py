@@ -86,6 +86,8 @@ def load_slurm_config(path) -> dict:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a YAML text file (not UTF-8 text)") from None
     except (OSError, yaml.YAMLError) as exc:
         raise ValueError(f"{path}: cannot read the SLURM config: {exc}") from exc
     if not isinstance(data.get("cluster"), dict):

@@ -128,6 +128,8 @@ def load_config(path: str | Path | None) -> BuildConfig:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the build config ({exc.strerror})") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML text file (not UTF-8 text)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML, {yaml_problem(exc)}") from exc
     if not isinstance(data, dict):

@@ -209,6 +209,25 @@ def compute_block(
     return out
 
 
+def caused_by_interrupt(exc: BaseException) -> bool:
+    """True when a KeyboardInterrupt is anywhere in `exc`'s chain of causes and contexts.
+
+    Ctrl-C inside a compiled kernel or a library can surface several exceptions deep (e.g. a
+    SystemError whose context's context is the interrupt); such an error is never the CT's fault.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        err = todo.pop()
+        if id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        todo.extend(e for e in (err.__cause__, err.__context__) if e is not None)
+    return False
+
+
 def run_block(task: BlockTask, job: Job) -> BlockResult:
     """Compute one block and write it (whole shards). Never raises for a bad CT.
 
@@ -236,7 +255,7 @@ def run_block(task: BlockTask, job: Job) -> BlockResult:
         result.error = exc.reason
         return result
     except Exception as exc:  # a bug or an odd volume: report it, keep the build going
-        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+        if caused_by_interrupt(exc):
             # Ctrl-C inside a compiled kernel comes out as a SystemError: not the volume's fault
             raise KeyboardInterrupt from None
         tb = traceback.extract_tb(exc.__traceback__)[-1]

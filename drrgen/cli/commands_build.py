@@ -139,11 +139,14 @@ def build(
     ),
     workers: int | None = typer.Option(
         None,
+        min=0,
         help="Local worker processes (default: cores / "
         "threads); 0 runs in this process without Dask.",
     ),
     threads: int | None = typer.Option(
-        None, help="Numba threads per worker (default: cores / workers, 1 when neither is given)."
+        None,
+        min=1,
+        help="Numba threads per worker (default: cores / workers, 1 when neither is given).",
     ),
     scheduler: str | None = typer.Option(None, help="Address of a running Dask scheduler."),
     slurm_config: Path | None = typer.Option(
@@ -225,10 +228,10 @@ def verify(
         None, help="With --repair: the CT folder, if it moved (default: the store's ct_dir)."
     ),
     workers: int | None = typer.Option(
-        None, help="With --repair: local worker processes, as for `drrgen build`."
+        None, min=0, help="With --repair: local worker processes, as for `drrgen build`."
     ),
     threads: int | None = typer.Option(
-        None, help="With --repair: Numba threads per worker, as for `drrgen build`."
+        None, min=1, help="With --repair: Numba threads per worker, as for `drrgen build`."
     ),
     storage_options: str | None = typer.Option(None, help="fsspec options as JSON."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -283,7 +286,9 @@ def show(
     """Draw one sample: its views, a patch of view 0 and its correspondences, the matrices."""
     from drrgen.build.store import open_store
     from drrgen.viz import show_sample
+    from drrgen.viz.figure import check_path
 
+    check_path(out)
     group = open_store(store, "r", _storage_options(storage_options))
     path = show_sample(group, index, out, patch_index=patch_index)
     typer.echo(f"wrote {path}")

@@ -96,4 +96,7 @@ def _render_options(
         raise UserError(f"--mu-water {mu_water:g}: must be > 0 (1/mm)")
     if out.is_dir():
         raise UserError(f"{out}: --out must be a PNG file, but this is a folder")
+    from drrgen.viz.figure import check_path
+
+    check_path(out)
     return angles

@@ -21,6 +21,7 @@ CASES = {
     "size not an integer": (["{ct}", "--size", "abc"], ["--size", "render --help"]),
     "mu_water 0": (["{ct}", "--mu-water", "0"], ["--mu-water 0"]),
     "out is a folder": (["{ct}", "--out", "{folder}"], ["{folder}", "--out", "folder"]),
+    "out not a figure format": (["{ct}", "--out", "{xyz}"], ["{xyz}", "'.xyz'", ".png", ".pdf"]),
     "no CT given": ([], ["ct", "render --help"]),
 }
 
@@ -28,6 +29,7 @@ CASES = {
 @pytest.mark.parametrize("name", CASES)
 def test_bad_input_is_one_line_and_exit_2(name, ct_file, png_as_nifti, tmp_path):
     paths = dict(ct=ct_file, png=png_as_nifti, missing=tmp_path / "absent.nii.gz", folder=tmp_path)
+    paths["xyz"] = tmp_path / "x.xyz"
     args, names = CASES[name]
     args = [a.format(**paths) for a in args]
     out = ["--out", str(tmp_path / "drr.png")] if "--out" not in args else []

@@ -106,3 +106,22 @@ def test_grazpedwri_config_is_the_mura_one_on_another_dataset():
     mura = to_dict(load_config(pipelines / "finetune_mura.yaml", cls=FinetuneConfig))
     assert graz["data"]["format"] == "grazpedwri" and graz["model"] == mura["model"]
     assert graz["optim"] == mura["optim"] and graz["table"]["pretrained_lr"] == 1e-5
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("optim.lr=-1", "optim.lr"),
+        ("optim.lr=0", "optim.lr"),
+        ("optim.weight_decay=-1", "optim.weight_decay"),
+        ("data.batch_size=0", "data.batch_size"),
+        ("train.steps=0", "train.steps"),
+    ],
+)
+def test_out_of_range_values_are_refused_naming_the_key(override, key):
+    from xmatch_train.finetune import FinetuneConfig
+
+    for cls in (PretrainConfig, FinetuneConfig):
+        with pytest.raises(ConfigError, match=rf"{key}: must be"):
+            load_config(None, [override], cls=cls)
+    assert load_config(None, ["train.steps=null"]).train.steps is None

@@ -64,7 +64,7 @@ def is_finetune_run(run_dir: str | Path) -> bool:
     path = RunDir(run_dir).config
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return False
     return isinstance(data, dict) and "guidance" in data and "select_metric" in data
 
