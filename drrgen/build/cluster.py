@@ -18,6 +18,10 @@ from pathlib import Path
 
 import yaml
 
+from drrgen.errors import UserError
+
+SCHEDULER_TIMEOUT_S = 10  # how long --scheduler may take to answer
+
 
 @dataclass(frozen=True)
 class ClusterOptions:
@@ -170,7 +174,14 @@ def open_client(opts: ClusterOptions):
     from distributed import Client, LocalCluster
 
     if opts.scheduler:
-        with Client(opts.scheduler) as client:
+        try:
+            client = Client(opts.scheduler, timeout=SCHEDULER_TIMEOUT_S)
+        except (OSError, TimeoutError) as err:
+            raise UserError(
+                f"{opts.scheduler}: no Dask scheduler answered within {SCHEDULER_TIMEOUT_S} s "
+                f"({type(err).__name__}); check --scheduler"
+            ) from None
+        with client:
             yield Runner(client, opts.threads, f"Dask scheduler {opts.scheduler}")
         return
     if opts.slurm_config:

@@ -72,7 +72,10 @@ class BuildLock:
 
     def __init__(self, url: str, storage_options: dict | None = None):
         self.where = lock_url(url)
-        self.fs, self.path = fsspec.core.url_to_fs(self.where, **(storage_options or {}))
+        try:
+            self.fs, self.path = fsspec.core.url_to_fs(self.where, **(storage_options or {}))
+        except ImportError as err:  # the protocol's fsspec backend (s3fs, gcsfs, ...) is absent
+            raise StoreError(f"{url}: {err} (the fsspec backend of this URL)") from err
         now = time.time()
         self.mine = {
             "host": socket.gethostname(),

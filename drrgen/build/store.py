@@ -28,7 +28,13 @@ def make_store(url: str, storage_options: dict | None = None, read_only: bool = 
         options = dict(storage_options or {})
         if url.startswith("file://"):
             options.setdefault("auto_mkdir", True)  # local fsspec does not create folders
-        return FsspecStore.from_url(url, storage_options=options, read_only=read_only)
+        try:
+            return FsspecStore.from_url(url, storage_options=options, read_only=read_only)
+        except ImportError as err:  # the protocol's fsspec backend (s3fs, gcsfs, ...) is absent
+            raise StoreError(
+                f"{url}: {url.split('://')[0]}:// needs its fsspec backend, which is not "
+                f"installed ({err}); e.g. pip install s3fs for s3://"
+            ) from err
     if storage_options:
         raise StoreError(f"{url}: storage options need an fsspec URL such as s3://bucket/x.zarr")
     return LocalStore(url, read_only=read_only)

@@ -123,3 +123,27 @@ def test_rerun_retries_only_the_failed_volumes(bad_build):
     rerun = CliRunner().invoke(app, _hint(result)[1:])  # the hint, as pasted
     assert rerun.exit_code == 1
     assert "2 done, 7 to build" in rerun.stderr
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("s3fs") is not None, reason="s3fs is installed"
+)
+def test_a_url_without_its_fsspec_backend_is_one_line(ct_dir):
+    args = ["build", "--ct-dir", str(ct_dir), "--out", "s3://bucket/x.zarr", "--workers", "0"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.output.startswith("error: s3://bucket/x.zarr: Install s3fs"), result.output
+
+
+def test_an_unreachable_scheduler_is_one_line(ct_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr("drrgen.build.cluster.SCHEDULER_TIMEOUT_S", 1)
+    args = ["build", "--ct-dir", str(ct_dir), "--out", str(tmp_path / "s.zarr"),
+            "--size", "32", "--patch", "16", "--samples-per-ct", "2", "--no-progress",
+            "--scheduler", "tcp://127.0.0.1:1"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert (
+        result.output.strip()
+        .splitlines()[-1]
+        .startswith("error: tcp://127.0.0.1:1: no Dask scheduler answered within 1 s")
+    ), result.output
