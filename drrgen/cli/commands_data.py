@@ -42,6 +42,10 @@ def phantom(
     hand, elbow, knee, leg or foot, with seed-dependent side, size, bones, joint angles, soft
     tissue, and sometimes a cast or a metal plate."""
     out_folder(out)
+    if figure is not None:  # refused before any phantom is written
+        from drrgen.viz.figure import check_path
+
+        check_path(figure)
     from drrgen.phantoms import kind_of, make_phantom
     from drrgen.volume.io import write_ct
 

@@ -26,8 +26,9 @@ def test_runs_differing_in_seed_or_threads_only_are_grouped():
         "b": config(seed=1, threads=2),  # threads change no result
         "c": config(seed=0, steps=7),  # another setting: its own group
         "d": config(seed=2),
+        "e": config(seed=2),  # a seed already grouped: not a fourth seed
     }
-    assert seed_groups(configs) == [["a", "b", "d"], ["c"]]
+    assert seed_groups(configs) == [["a", "b", "d"], ["c"], ["e"]]
 
 
 def test_the_seed_table_gives_mean_and_sample_std_of_each_group():

@@ -121,14 +121,17 @@ def markdown_table(rows: dict[str, dict]) -> str:
 
 
 def seed_groups(configs: dict[str, PretrainConfig]) -> list[list[str]]:
-    """Names of the runs whose settings differ in ``train.seed`` only, grouped in order.
+    """Names of the runs whose settings differ in ``train.seed`` only, grouped in order; a
+    seed already in a group (the same run twice, or a copy) starts another group.
 
     (Threads, device and the other `xmatch_train.config.NOT_SETTINGS` do not split a group.)
     """
     groups: list[list[str]] = []
     for name, cfg in configs.items():
         for group in groups:
-            if set(changed_settings(cfg, to_dict(configs[group[0]]))) <= {"train.seed"}:
+            seeds = {configs[n].train.seed for n in group}
+            same = set(changed_settings(cfg, to_dict(configs[group[0]]))) <= {"train.seed"}
+            if same and cfg.train.seed not in seeds:  # a repeated seed is another group
                 group.append(name)
                 break
         else:

@@ -242,7 +242,7 @@ def _restore(run: _Run, ckpt: dict, path: Path, rt: dist.Runtime, seed: int) -> 
     parts = dict(model=run.model, optimizer=run.optimizer, scheduler=run.scheduler)
     restore(ckpt, path, **parts, scaler=run.scaler)
     run.step, run.epoch, run.position = ckpt["step"], ckpt["epoch"], ckpt["position"]
-    run.best = ckpt.get("best_val", -math.inf)
+    run.best = ckpt.get("best_val", ckpt.get("best_val_ap", -math.inf))  # older runs
     if rt.master:
         set_rng_state(ckpt["rng"])
     else:  # other ranks: a fresh, rank- and step-specific stream
