@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
+import yaml
 from scipy.spatial.transform import Rotation
 
 from drrgen.volume import Volume
@@ -105,3 +106,41 @@ def tiny_ct(shift: int = 0, shape=(40, 36, 32)) -> Volume:
     affine[:3, :3] = rot @ np.diag([1.6, 1.4, 2.0])
     affine[:3, 3] = [-25.0, 10.0, 40.0]
     return Volume(data, affine, "tiny")
+
+
+# The trainer tests' tiny joint transformer (about 40 k parameters).
+TINY_MODEL = dict(name="transformer", backbone="convstem", width=32, depth=2, heads=2, mlp_dim=64)
+
+
+def tiny_config(store, run_dir, **data):
+    """A few-step pretraining config on a toy store (`data` overrides the data section)."""
+    return {
+        "run_dir": str(run_dir),
+        "data": {
+            "stores": [store],
+            "batch_size": 4,
+            "num_workers": 0,
+            "buffer": 8,
+            "val_fraction": 0.3,
+            "test_fraction": 0.3,
+            "augment": {"brightness": 0.1, "contrast": 0.2, "invert": 0.2, "hflip": 0.5},
+            **data,
+        },
+        "model": TINY_MODEL,
+        "optim": {"lr": 2e-3, "warmup_steps": 2},
+        "train": {
+            "steps": 10,
+            "log_every": 1,
+            "val_every": 5,
+            "val_batches": 2,
+            "ckpt_every": 100,
+            "threads": 1,
+        },
+    }
+
+
+def write(tmp_path, cfg, name="cfg.yaml"):
+    """`cfg` as a YAML file in `tmp_path`; returns its path."""
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path

@@ -9,49 +9,21 @@ import numpy as np
 import pytest
 import yaml
 import zarr
+from helpers import tiny_config as trainer_config
 
 from xmatch_train.config import load_config
 from xmatch_train.match import write_png
 from xmatch_train.pretrain import pretrain
 from xmatch_train.testing import build_toy_store
 
-# The trainer tests' tiny transformer (tests/train/test_train.py), with the CPU default's head.
-TINY_MODEL = dict(
-    name="transformer",
-    backbone="convstem",
-    width=32,
-    depth=2,
-    heads=2,
-    mlp_dim=64,
-    head="prior",
-    grid=4,
-)
-
 
 def tiny_config(store: str, run_dir: Path) -> dict:
-    """The trainer tests' `tiny_config`: 128 px views pooled to 64, 4 x 4 patches, a few steps."""
-    return {
-        "run_dir": str(run_dir),
-        "data": {
-            "stores": [store],
-            "batch_size": 4,
-            "num_workers": 0,
-            "buffer": 8,
-            "val_fraction": 0.3,
-            "test_fraction": 0.3,
-            "image_size": 64,
-        },
-        "model": TINY_MODEL,
-        "optim": {"lr": 2e-3, "warmup_steps": 2},
-        "train": {
-            "steps": 6,
-            "log_every": 3,
-            "val_every": 6,
-            "val_batches": 1,
-            "ckpt_every": 100,
-            "threads": 1,
-        },
-    }
+    """The trainer tests' `tiny_config` with the CPU default's prior head: 128 px views pooled
+    to 64, 4 x 4 patches, no augmentation, 6 steps."""
+    cfg = trainer_config(store, run_dir, image_size=64, augment={})
+    cfg["model"] = {**cfg["model"], "head": "prior", "grid": 4}
+    cfg["train"].update(steps=6, log_every=3, val_every=6, val_batches=1)
+    return cfg
 
 
 @pytest.fixture(scope="session")

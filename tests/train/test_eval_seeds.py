@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
+from helpers import tiny_config, write
 from typer.testing import CliRunner
 
 from drrgen.typed_config import from_dict
 from xmatch_train.cli import app
 from xmatch_train.config import PretrainConfig, to_dict
 from xmatch_train.pretrain.report import seed_groups, seeds_markdown
-
-from .test_train import tiny_config, write
 
 
 def config(**train) -> PretrainConfig:

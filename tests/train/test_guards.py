@@ -15,15 +15,13 @@ import sys
 import time
 
 import pytest
-from helpers import finite, interrupted_when
+from helpers import finite, interrupted_when, tiny_config, write
 from typer.testing import CliRunner
 
 from xmatch_train.cli import app
 from xmatch_train.testing import write_toy_store
 from xmatch_train.train import load_checkpoint, save_checkpoint
 from xmatch_train.train.logger import read_log
-
-from .test_train import tiny_config, write
 
 
 @pytest.fixture(scope="module")

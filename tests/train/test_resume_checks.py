@@ -4,13 +4,12 @@ it runs may change; a checkpoint that does not fit the model is named, not a tra
 from __future__ import annotations
 
 import yaml
+from helpers import tiny_config, write
 from typer.testing import CliRunner
 
 from xmatch_train.cli import app
 from xmatch_train.config import load_config
 from xmatch_train.train import load_checkpoint, save_checkpoint
-
-from .test_train import tiny_config, write
 
 
 def _stopped_run(store, tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-import yaml
+from helpers import TINY_MODEL, tiny_config, write
 from typer.testing import CliRunner
 
 from xmatch_train.cli import app
@@ -29,40 +29,6 @@ from xmatch_train.pretrain import pretrain
 from xmatch_train.testing import write_toy_store
 from xmatch_train.train import cosine_schedule, load_checkpoint
 from xmatch_train.train.logger import read_log
-
-TINY_MODEL = dict(name="transformer", backbone="convstem", width=32, depth=2, heads=2, mlp_dim=64)
-
-
-def tiny_config(store, run_dir, **data):
-    return {
-        "run_dir": str(run_dir),
-        "data": {
-            "stores": [store],
-            "batch_size": 4,
-            "num_workers": 0,
-            "buffer": 8,
-            "val_fraction": 0.3,
-            "test_fraction": 0.3,
-            "augment": {"brightness": 0.1, "contrast": 0.2, "invert": 0.2, "hflip": 0.5},
-            **data,
-        },
-        "model": TINY_MODEL,
-        "optim": {"lr": 2e-3, "warmup_steps": 2},
-        "train": {
-            "steps": 10,
-            "log_every": 1,
-            "val_every": 5,
-            "val_batches": 2,
-            "ckpt_every": 100,
-            "threads": 1,
-        },
-    }
-
-
-def write(tmp_path, cfg, name="cfg.yaml"):
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    return path
 
 
 def _memorise(model, batch, steps, lr, loss_fn):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,7 @@ import torch
 from xmatch_train.config import PretrainConfig
 from xmatch_train.data.transforms import DisplayConfig
 from xmatch_train.match.preprocess import Prepared, prepare
-from xmatch_train.models import build_model
+from xmatch_train.models import model_from_checkpoint
 from xmatch_train.train import dist
 from xmatch_train.train.rundir import RunDir
 
@@ -85,14 +85,7 @@ def load_matcher(run_dir: str | Path, checkpoint: str = "best", device: str = "a
         )
     cfg, ckpt = load_pretrain_run(source, checkpoint)
     run = pretrain_run_dir(source, checkpoint)
-    model = build_model(replace(cfg.model, pretrained_file=None, pretrained=None))
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as err:
-        raise ValueError(
-            f"{run}: checkpoint weights do not fit the run's '{cfg.model.name}' model "
-            f"(written by another version of the code?): {str(err).splitlines()[0]}"
-        ) from None
+    model = model_from_checkpoint(cfg.model, ckpt["model"], _checkpoint_file(source, checkpoint))
     rt = dist.setup(device, "fp32")
     model = model.to(rt.device).eval()
     size = _image_size(cfg, run)

@@ -8,6 +8,7 @@ from xmatch_train.models.registry import (
     build_model,
     count_parameters,
     encoder_state_dict,
+    model_from_checkpoint,
     register,
 )
 from xmatch_train.models.vit import MultiViewViT, load_timm_weights
@@ -23,5 +24,6 @@ __all__ = [
     "count_parameters",
     "encoder_state_dict",
     "load_timm_weights",
+    "model_from_checkpoint",
     "register",
 ]

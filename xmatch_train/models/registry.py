@@ -8,7 +8,7 @@ ViT-S encoder trained on the same task).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import timm
@@ -153,6 +153,24 @@ def build_model(cfg: ModelConfig) -> CorrespondenceModel:
     """
     check_config(cfg)
     return MODELS[cfg.name](cfg)
+
+
+def model_from_checkpoint(cfg: ModelConfig, state: dict, where: str | Path) -> CorrespondenceModel:
+    """The trained model of a run: built from its `cfg` without any pretrained file (the
+    checkpoint holds every weight; that file may be gone) and loaded with `state`.
+
+    Raises:
+        ValueError: the weights do not fit the model (names `where`, the checkpoint).
+    """
+    model = build_model(replace(cfg, pretrained_file=None, pretrained=None))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{where}: weights do not fit the '{cfg.name}' model of its run's config.yaml "
+            f"(written by another version of the code?): {str(err).splitlines()[0]}"
+        ) from None
+    return model
 
 
 def check_config(cfg: ModelConfig) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from xmatch_train.data import (
 )
 from xmatch_train.data.store import StoreError, StoreMeta
 from xmatch_train.metrics import CorrespondenceMetrics
-from xmatch_train.models import build_model
+from xmatch_train.models import model_from_checkpoint
 from xmatch_train.pretrain.baselines import BaselineMetrics, load_train_mean
 from xmatch_train.pretrain.evaluate import predict
 from xmatch_train.pretrain.figures import plot_curves, plot_pair
@@ -67,15 +66,7 @@ def _load_run(
     cfg = load_config(run.config)
     path = run.find_checkpoint(which)
     ckpt = load_checkpoint(path)
-    # The checkpoint holds every weight; never read the (maybe absent) pretrained file again.
-    model = build_model(replace(cfg.model, pretrained_file=None, pretrained=None))
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as err:
-        raise ValueError(
-            f"{path}: weights do not fit the '{cfg.model.name}' model of {run_dir}/config.yaml "
-            f"(written by another version of the code?): {str(err).splitlines()[0]}"
-        ) from err
+    model = model_from_checkpoint(cfg.model, ckpt["model"], path)
     return cfg, model.to(rt.device).eval(), int(ckpt.get("step", -1))
 
 
