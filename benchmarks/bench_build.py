@@ -5,7 +5,7 @@ Run: ``.venv/bin/python benchmarks/bench_build.py [--ct data/ct/cxr.nii.gz] [--p
 The CT (by default the embedded chest CT ``data/ct/cxr.nii.gz`` if present, else a 256^3 limb
 phantom) is resampled to 256^3 and written to a temporary folder (not timed). Then the real
 command runs as a subprocess, start-up included (interpreter, Dask cluster, Numba cache
-loads): ``drrgen build --size 256 --patch 16 --views 2 --samples-per-ct 512``. Reported:
+loads): ``drrgen build ... size=256 patch=16 views=2 samples_per_ct=512``. Reported:
 wall time and pairs/s (acceptance floor 25), where the task time goes (read/prepare volume,
 view sampling, DRRs, correspondence, compression + writes; wall and CPU seconds summed over
 workers, CPU ms per pair), the rest (start-up, scheduling, shutdown), the steady-state rate of
@@ -73,19 +73,14 @@ def run_build(ct_dir: Path, store: Path, args) -> tuple[float, str]:
         str(ct_dir),
         "--out",
         str(store),
-        "--size",
-        str(args.size),
-        "--patch",
-        str(args.patch),
-        "--views",
-        "2",
-        "--samples-per-ct",
-        str(args.pairs),
-        "--block",
-        str(args.block),
+        f"size={args.size}",
+        f"patch={args.patch}",
+        "views=2",
+        f"samples_per_ct={args.pairs}",
+        f"block={args.block}",
+        f"corr_definition={args.definition}",
         "--no-progress",
     ]
-    cmd += ["--corr-definition", args.definition]
     if args.workers is not None:
         cmd += ["--workers", str(args.workers)]
     if args.threads is not None:

@@ -1,11 +1,12 @@
 """Typed configuration values: YAML data checked against the annotations of dataclasses.
 
-One coercion shared by the build configuration (`drrgen.build.config`) and the trainer's
-(`xmatch_train.config`). Values are checked, not guessed: an integer field refuses ``4.5``
-and ``true`` (an integral float such as ``4.0`` is taken: nothing is lost), a range (a
-2-tuple) refuses a scalar, a boolean refuses ``1``; a number may be given as a string
-(``3e-4`` is a string in YAML 1.1). Every error is a `ConfigError` naming the source, the
-dotted key, the expected type and the value.
+One configuration system for the build (`drrgen.build.config`), the fracture dataset and the
+trainer (`xmatch_train.config`): YAML files with a ``defaults:`` include (`read_yaml`), dotted
+``key=value`` overrides (`apply_overrides`) and one coercion (`from_dict`). Values are
+checked, not guessed: an integer field refuses ``4.5`` and ``true`` (an integral float such as
+``4.0`` is taken: nothing is lost), a range (a 2-tuple) refuses a scalar, a boolean refuses
+``1``; a number may be given as a string (``3e-4`` is a string in YAML 1.1). Every error is a
+`ConfigError` naming the source, the dotted key, the expected type and the value.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from drrgen.errors import UserError
 
@@ -153,3 +157,84 @@ def from_dict(cls, data: dict | None, where: str = ""):
         raise ConfigError(_at(where, f"unknown key(s) {unknown}; known: {sorted(names)}"))
     kwargs = {k: coerce(v, hints[k], _key(where, k)) for k, v in data.items()}
     return cls(**kwargs)
+
+
+def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
+    """Set ``a.b.c=value`` entries in a nested dict (values parsed as YAML)."""
+    data = dict(data or {})
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. optim.lr=3e-4")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: invalid YAML, {yaml_problem(err)}") from None
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        node[parts[-1]] = value
+    return data
+
+
+def _merge(base: dict, top: dict) -> dict:
+    """`top` over `base`, recursively for nested mappings."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            value = _merge(out[key], value)
+        out[key] = value
+    return out
+
+
+def read_yaml(path: str | Path, _chain: tuple = ()) -> dict:
+    """A YAML config as a dict, with its ``defaults:`` include resolved.
+
+    ``defaults: other.yaml`` (a path relative to the file, or a list of them, applied in order)
+    loads those files first; the file's own keys override theirs, nested sections key by key.
+
+    Raises:
+        ConfigError: unreadable file, invalid YAML, an include cycle (names the files).
+    """
+    path = Path(path)
+    if path.resolve() in _chain:
+        raise ConfigError(f"{path}: defaults include cycle ({' -> '.join(map(str, _chain))})")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML text file (not UTF-8 text)") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML, {yaml_problem(err)}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    includes = data.pop("defaults", None) or []
+    merged: dict = {}
+    for include in [includes] if isinstance(includes, str) else includes:
+        merged = _merge(merged, read_yaml(path.parent / include, (*_chain, path.resolve())))
+    return _merge(merged, data)
+
+
+def load_typed(cls, path: str | Path | None, overrides: list[str] | None = None, check=None):
+    """Dataclass `cls` from a YAML file (``defaults:`` resolved) and ``key=value`` overrides.
+
+    `check` (the dataclass -> the dataclass, raising `ConfigError` or `ValueError` naming the
+    key) runs last, so that its message also names the file and the overrides.
+
+    Raises:
+        ConfigError: unreadable file, invalid YAML, unknown key or ill-typed value; the message
+            names the file, the overrides and the key.
+    """
+    source = "defaults" if path is None else str(path)
+    if overrides:
+        source += f" + overrides {list(overrides)}"
+    data = {} if path is None else read_yaml(path)
+    try:
+        cfg = from_dict(cls, apply_overrides(data, overrides))
+        return check(cfg) if check else cfg
+    except (ConfigError, ValueError) as err:
+        raise ConfigError(f"{source}: {err}") from None

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from drrgen.typed_config import ConfigError, from_dict, yaml_problem
+from drrgen.typed_config import ConfigError, from_dict, load_typed
 from xmatch_train.data.transforms import AugmentConfig, DisplayConfig
 from xmatch_train.metrics import MetricConfig
 from xmatch_train.models.registry import ModelConfig
@@ -132,82 +132,15 @@ class PretrainConfig:
     metrics: MetricConfig = field(default_factory=MetricConfig)
 
 
-def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
-    """Set ``a.b.c=value`` entries in a nested dict (values parsed as YAML)."""
-    data = dict(data or {})
-    for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected key=value, e.g. optim.lr=3e-4")
-        key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"override {item!r}: invalid YAML, {yaml_problem(err)}") from None
-        node = data
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            node[part] = dict(child) if isinstance(child, dict) else {}
-            node = node[part]
-        node[parts[-1]] = value
-    return data
-
-
-def _merge(base: dict, top: dict) -> dict:
-    """`top` over `base`, recursively for nested mappings."""
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            value = _merge(out[key], value)
-        out[key] = value
-    return out
-
-
-def read_yaml(path: str | Path, _chain: tuple = ()) -> dict:
-    """A YAML config as a dict, with its ``defaults:`` include resolved.
-
-    ``defaults: other.yaml`` (a path relative to the file, or a list of them, applied in order)
-    loads those files first; the file's own keys override theirs, nested sections key by key.
-
-    Raises:
-        ConfigError: unreadable file, invalid YAML, an include cycle (names the files).
-    """
-    path = Path(path)
-    if path.resolve() in _chain:
-        raise ConfigError(f"{path}: defaults include cycle ({' -> '.join(map(str, _chain))})")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a YAML text file (not UTF-8 text)") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML, {yaml_problem(err)}") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    includes = data.pop("defaults", None) or []
-    merged: dict = {}
-    for include in [includes] if isinstance(includes, str) else includes:
-        merged = _merge(merged, read_yaml(path.parent / include, (*_chain, path.resolve())))
-    return _merge(merged, data)
-
-
 def load_config(path: str | Path | None, overrides: list[str] | None = None, cls=PretrainConfig):
-    """Read a YAML config (``defaults:`` includes resolved, `read_yaml`), apply dotted
-    overrides, return the typed dataclass.
+    """Read a YAML config (``defaults:`` includes resolved), apply dotted overrides, return the
+    typed dataclass with its ranges checked (`drrgen.typed_config.load_typed`).
 
     Raises:
-        ConfigError: unreadable file, invalid YAML, unknown key or ill-typed value; the message
-            names the file, the overrides and the key.
+        ConfigError: unreadable file, invalid YAML, unknown key, ill-typed or out-of-range
+            value; the message names the file, the overrides and the key.
     """
-    source = "defaults" if path is None else str(path)
-    if overrides:
-        source += f" + overrides {list(overrides)}"
-    data = {} if path is None else read_yaml(path)
-    try:
-        return check_ranges(from_dict(cls, apply_overrides(data, overrides)))
-    except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
+    return load_typed(cls, path, overrides, check_ranges)
 
 
 # (section, key, test, what the value must be): checked for every config that has the section

@@ -1,4 +1,4 @@
-"""Build parameters: small typed dataclasses, loadable from YAML and overridable from the CLI.
+"""Build parameters: a typed dataclass from YAML files and ``key=value`` command-line overrides.
 
 Every field of `BuildConfig` is stored in the store's attributes (``params``): a rerun with
 different values refuses to touch the store. Run-time options that do not change the arrays
@@ -10,10 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import yaml
-
 from drrgen.geometry.poses import SamplingConfig
-from drrgen.typed_config import ConfigError, from_dict, yaml_problem
+from drrgen.typed_config import ConfigError, from_dict, load_typed
 
 
 @dataclass(frozen=True)
@@ -65,28 +63,26 @@ class BuildConfig:
         return (self.size // self.patch) ** 2
 
     def validate(self) -> BuildConfig:
-        """Check values; raise `ValueError` with the option at fault. Returns self (block may
+        """Check values; raise `ValueError` naming the key at fault. Returns self (block may
         have been reduced to `samples_per_ct`: use the returned object)."""
         if self.views < 2:
-            raise ValueError(f"--views must be >= 2, got {self.views}")
+            raise ValueError(f"views must be >= 2, got {self.views}")
         if self.size < 1 or self.patch < 1 or self.size % self.patch:
-            raise ValueError(
-                f"--size {self.size} must be a positive multiple of --patch {self.patch}"
-            )
+            raise ValueError(f"size={self.size} must be a positive multiple of patch={self.patch}")
         if self.seed < 0:
-            raise ValueError(f"--seed must be >= 0, got {self.seed}")
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.samples_per_ct < 1 or self.block < 1:
-            raise ValueError("--samples-per-ct and --block must be >= 1")
+            raise ValueError("samples_per_ct and block must be >= 1")
         if self.corr_definition not in ("paper", "peak"):
             raise ValueError(
                 f"corr_definition must be 'paper' or 'peak', got {self.corr_definition!r}"
             )
         if self.mu_water <= 0:
-            raise ValueError(f"--mu-water must be > 0 (1/mm), got {self.mu_water}")
+            raise ValueError(f"mu_water must be > 0 (1/mm), got {self.mu_water}")
         cfg = replace(self, block=min(self.block, self.samples_per_ct))
         if cfg.samples_per_ct % cfg.block:
             raise ValueError(
-                f"--samples-per-ct {cfg.samples_per_ct} must be a multiple of --block {cfg.block} "
+                f"samples_per_ct={cfg.samples_per_ct} must be a multiple of block={cfg.block} "
                 "(blocks are shards and must not straddle two volumes)"
             )
         cfg.sampling.validate()
@@ -119,28 +115,13 @@ def _jsonable(obj):
     return obj
 
 
-def load_config(path: str | Path | None) -> BuildConfig:
-    """A `BuildConfig` from a YAML file (missing keys take the defaults), or the defaults."""
-    if path is None:
-        return BuildConfig()
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the build config ({exc.strerror})") from exc
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a YAML text file (not UTF-8 text)") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML, {yaml_problem(exc)}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the build config must be a mapping of option: value")
-    return BuildConfig.from_dict(data, source=str(path))
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> BuildConfig:
+    """The checked `BuildConfig` of a YAML file (``defaults:`` includes resolved; missing keys
+    take the defaults) and dotted ``key=value`` overrides (``size=128``,
+    ``sampling.crop_fraction=[0.5,1]``), `validate`d.
 
-
-def with_overrides(cfg: BuildConfig, overrides: dict) -> BuildConfig:
-    """`cfg` with top-level and ``sampling.*`` fields replaced by `overrides` (None = keep)."""
-    top = {k: v for k, v in overrides.items() if v is not None and not k.startswith("sampling.")}
-    samp = {k[9:]: v for k, v in overrides.items() if v is not None and k.startswith("sampling.")}
-    merged = cfg.to_dict() | top
-    merged["sampling"] = cfg.to_dict()["sampling"] | samp
-    return BuildConfig.from_dict(merged, source="options")
+    Raises:
+        ConfigError: unreadable file, invalid YAML, unknown key, ill-typed or out-of-range
+            value; the message names the file, the overrides and the key.
+    """
+    return load_typed(BuildConfig, path, overrides, BuildConfig.validate)

@@ -144,10 +144,7 @@ def incompatibilities(attrs: dict, cfg: BuildConfig, table: list[dict], done) ->
     old, new = _flatten(attrs.get("params", {})), _flatten(cfg.to_dict())
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
-            problems.append(
-                f"--{key.replace('_', '-')}: store has {old.get(key)!r}, "
-                f"this run asks {new.get(key)!r}"
-            )
+            problems.append(f"{key}: store has {old.get(key)!r}, this run asks {new.get(key)!r}")
     before = [(v["path"], v.get("series_id")) for v in attrs.get("volumes", [])]
     now = [(v["path"], v["series_id"]) for v in table]
     if before != now:

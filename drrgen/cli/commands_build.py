@@ -8,35 +8,10 @@ from pathlib import Path
 
 import typer
 
-from drrgen.build.config import BuildConfig, load_config, with_overrides
+from drrgen.build.config import load_config
 from drrgen.cli.app import app
 from drrgen.clikit import local_out_folder, on_interrupt
 from drrgen.errors import UserError
-from drrgen.geometry.poses import SamplingConfig
-
-_D = BuildConfig()
-_S = SamplingConfig()
-
-# CLI option name -> BuildConfig key ("sampling.x" for SamplingConfig fields).
-_CONFIG_KEYS = {
-    "samples_per_ct": "samples_per_ct",
-    "views": "views",
-    "size": "size",
-    "patch": "patch",
-    "seed": "seed",
-    "block": "block",
-    "mu_water": "mu_water",
-    "hu_air": "hu_air",
-    "corr_definition": "corr_definition",
-    "primary_sigma": "sampling.primary_sigma_deg",
-    "secondary_sigma": "sampling.secondary_sigma_deg",
-    "secondary_max": "sampling.secondary_max_deg",
-    "sid": "sampling.source_to_isocenter_mm",
-    "idd": "sampling.isocenter_to_detector_mm",
-    "crop_fraction": "sampling.crop_fraction",
-    "fill_fraction": "sampling.fill_fraction",
-    "in_plane_sigma": "sampling.in_plane_sigma_deg",
-}
 
 
 def _explicit(ctx: typer.Context, name: str) -> bool:
@@ -55,8 +30,9 @@ def _command_line(ctx: typer.Context) -> str:
         if getattr(param, "is_flag", False):
             words.append(param.opts[0] if value else param.secondary_opts[0])
             continue
-        values = value if isinstance(value, tuple) else (value,)
-        words += [param.opts[0], *(str(v) for v in values)]
+        values = value if isinstance(value, tuple | list) else (value,)
+        opts = [] if param.param_type_name == "argument" else [param.opts[0]]
+        words += [*opts, *(str(v) for v in values)]
     return shlex.join(words)
 
 
@@ -94,48 +70,13 @@ def build(
     ),
     out: str = typer.Option(..., help="Store to write: a path (x.zarr) or fsspec URL."),
     config: Path | None = typer.Option(
-        None, help="YAML build config (e.g. pipelines/build_default.yaml); options given here win."
+        None, help="YAML build config (e.g. pipelines/build_default.yaml); KEY=VALUE win over it."
     ),
-    samples_per_ct: int = typer.Option(_D.samples_per_ct, help="Samples drawn per CT."),
-    views: int = typer.Option(_D.views, help="Views per sample (>= 2); all pairs get matrices."),
-    size: int = typer.Option(_D.size, help="Detector size in pixels (square)."),
-    patch: int = typer.Option(_D.patch, help="Patch size in pixels (divides --size)."),
-    seed: int = typer.Option(
-        _D.seed, help="Base seed: block b of volume v draws from default_rng((seed, v, b))."
-    ),
-    block: int = typer.Option(
-        _D.block,
-        help="Samples per block = one task = one shard; --samples-per-ct must be a multiple.",
-    ),
-    mu_water: float = typer.Option(_D.mu_water, help="mu of water, 1/mm (HU -> mu)."),
-    hu_air: float = typer.Option(
-        _D.hu_air, help="HU below which voxels are air for the correspondence."
-    ),
-    corr_definition: str = typer.Option(
-        _D.corr_definition,
-        help="Correspondence ground truth: paper (peak-1 voxel footprints x density) or peak.",
-    ),
-    primary_sigma: float = typer.Option(
-        _S.primary_sigma_deg, help="Noise (deg) around the standard primary angles 0/90/180/270."
-    ),
-    secondary_sigma: float = typer.Option(
-        _S.secondary_sigma_deg, help="Spread (deg) of the cranio-caudal tilt."
-    ),
-    secondary_max: float = typer.Option(_S.secondary_max_deg, help="Tilt clip, deg."),
-    sid: tuple[float, float] = typer.Option(
-        _S.source_to_isocenter_mm, help="Source-isocenter distance range, mm."
-    ),
-    idd: tuple[float, float] = typer.Option(
-        _S.isocenter_to_detector_mm, help="Isocenter-detector distance range, mm."
-    ),
-    crop_fraction: tuple[float, float] = typer.Option(
-        _S.crop_fraction, help="Range of the fraction of each CT axis a crop covers."
-    ),
-    fill_fraction: tuple[float, float] = typer.Option(
-        _S.fill_fraction, help="Range of the detector fraction the crop spans."
-    ),
-    in_plane_sigma: float = typer.Option(
-        _S.in_plane_sigma_deg, help="Spread (deg) of the detector rotation about the central ray."
+    overrides: list[str] | None = typer.Argument(
+        None,
+        metavar="KEY=VALUE",
+        help="Build settings over the config file's, e.g. size=128 patch=8 samples_per_ct=64 "
+        "sampling.crop_fraction=[0.5,1] (the keys of BuildConfig, pipelines/build_default.yaml).",
     ),
     workers: int | None = typer.Option(
         None,
@@ -168,12 +109,9 @@ def build(
     from drrgen.build import ClusterOptions
     from drrgen.build import build as run_build
 
-    values = locals()
     local_out_folder(out)
     options = _storage_options(storage_options)
-    cfg = load_config(config)
-    overrides = {key: values[name] for name, key in _CONFIG_KEYS.items() if _explicit(ctx, name)}
-    cfg = with_overrides(cfg, overrides).validate()
+    cfg = load_config(config, overrides)
     cluster = ClusterOptions(
         workers, threads, scheduler, str(slurm_config) if slurm_config else None
     )

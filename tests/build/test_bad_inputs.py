@@ -60,14 +60,10 @@ def bad_build(tmp_path_factory):
         str(root),
         "--out",
         str(out),
-        "--samples-per-ct",
-        "2",
-        "--block",
-        "2",
-        "--size",
-        "32",
-        "--patch",
-        "8",
+        "samples_per_ct=2",
+        "block=2",
+        "size=32",
+        "patch=8",
         "--workers",
         "0",
         "--no-progress",
@@ -138,7 +134,7 @@ def test_a_url_without_its_fsspec_backend_is_one_line(ct_dir):
 def test_an_unreachable_scheduler_is_one_line(ct_dir, tmp_path, monkeypatch):
     monkeypatch.setattr("drrgen.build.cluster.SCHEDULER_TIMEOUT_S", 1)
     args = ["build", "--ct-dir", str(ct_dir), "--out", str(tmp_path / "s.zarr"),
-            "--size", "32", "--patch", "16", "--samples-per-ct", "2", "--no-progress",
+            "size=32", "patch=16", "samples_per_ct=2", "--no-progress",
             "--scheduler", "tcp://127.0.0.1:1"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output

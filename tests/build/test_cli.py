@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from drrgen.cli import app
 
-ARGS = ["--samples-per-ct", "2", "--block", "2", "--size", "32", "--patch", "8"]
+ARGS = ["samples_per_ct=2", "block=2", "size=32", "patch=8"]
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +23,7 @@ def store(ct_dir, tmp_path_factory):
             "--out",
             str(out),
             *ARGS,
-            "--views",
-            "3",
+            "views=3",
             "--workers",
             "0",
             "--no-progress",
@@ -49,8 +48,7 @@ def test_config_file_and_overrides(ct_dir, tmp_path):
             str(out),
             "--config",
             str(cfg),
-            "--size",
-            "32",
+            "size=32",
             "--workers",
             "0",
             "--no-progress",
@@ -70,13 +68,11 @@ def test_bad_option_values_exit_2(ct_dir, tmp_path):
             str(ct_dir),
             "--out",
             str(tmp_path / "x.zarr"),
-            "--size",
-            "30",
-            "--patch",
-            "8",
+            "size=30",
+            "patch=8",
         ],
     )
-    assert result.exit_code == 2 and "multiple of --patch" in result.stderr
+    assert result.exit_code == 2 and "multiple of patch=" in result.stderr
 
 
 def test_info(store):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from drrgen.build.config import BuildConfig, load_config, with_overrides
+from drrgen.build.config import BuildConfig, load_config
 from drrgen.geometry.poses import SamplingConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,17 +22,17 @@ def test_pairs_for_more_views():
 
 def test_block_is_reduced_to_samples_per_ct_and_must_divide_it():
     assert BuildConfig(samples_per_ct=8, block=32).validate().block == 8
-    with pytest.raises(ValueError, match="multiple of --block"):
+    with pytest.raises(ValueError, match="multiple of block=4"):
         BuildConfig(samples_per_ct=10, block=4).validate()
 
 
 @pytest.mark.parametrize(
     "bad, match",
     [
-        (dict(views=1), "--views"),
-        (dict(size=100, patch=16), "multiple of --patch"),
-        (dict(seed=-1), "--seed"),
-        (dict(mu_water=0.0), "--mu-water"),
+        (dict(views=1), "views must be >= 2"),
+        (dict(size=100, patch=16), "size=100 must be a positive multiple of patch=16"),
+        (dict(seed=-1), "seed must be >= 0"),
+        (dict(mu_water=0.0), "mu_water must be > 0"),
         (dict(sampling=SamplingConfig(crop_fraction=(0.5, 1.5))), "crop_fraction"),
         (dict(sampling=SamplingConfig(primary_probs=(1.0,))), "equal lengths"),
     ],
@@ -50,7 +50,7 @@ def test_yaml_then_overrides(tmp_path):
     cfg = load_config(path)
     assert cfg.size == 64 and cfg.sampling.crop_fraction == (0.7, 0.9)
     assert cfg.views == 2  # missing keys take the defaults
-    cfg = with_overrides(cfg, {"size": 32, "views": None, "sampling.primary_sigma_deg": 3.0})
+    cfg = load_config(path, ["size=32", "sampling.primary_sigma_deg=3"])
     assert (cfg.size, cfg.patch, cfg.views) == (32, 8, 2)
     assert cfg.sampling.primary_sigma_deg == 3.0 and cfg.sampling.crop_fraction == (0.7, 0.9)
     assert BuildConfig.from_dict(cfg.to_dict()) == cfg
@@ -61,3 +61,15 @@ def test_unknown_yaml_keys_are_named(tmp_path):
     path.write_text("sise: 64\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"c.yaml: unknown key\(s\) \['sise'\]"):
         load_config(path)
+
+
+def test_overrides_and_defaults_include_name_the_file_and_key(tmp_path):
+    (tmp_path / "base.yaml").write_text("size: 64\npatch: 8\n", encoding="utf-8")
+    (tmp_path / "top.yaml").write_text("defaults: base.yaml\nviews: 3\n", encoding="utf-8")
+    cfg = load_config(tmp_path / "top.yaml", ["sampling.crop_fraction=[0.5, 1]"])
+    assert (cfg.size, cfg.patch, cfg.views) == (64, 8, 3)
+    assert cfg.sampling.crop_fraction == (0.5, 1.0)
+    with pytest.raises(ValueError, match=r"top.yaml \+ overrides \['size=60'\]: size=60 must"):
+        load_config(tmp_path / "top.yaml", ["size=60"])
+    with pytest.raises(ValueError, match=r"sampling.sid: unknown key\(s\) \['sid'\]|unknown key"):
+        load_config(None, ["sampling.sid=[900,1100]"])

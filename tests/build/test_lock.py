@@ -32,7 +32,7 @@ def test_a_build_refuses_while_another_process_holds_the_lock_and_takes_a_dead_o
     try:
         assert holder.stdout.readline().strip() == "held"
         args = ["build", "--ct-dir", str(ct_dir), "--out", str(out), "--workers", "0"]
-        result = CliRunner().invoke(app, [*args, "--samples-per-ct", "2", "--no-progress"])
+        result = CliRunner().invoke(app, [*args, "samples_per_ct=2", "--no-progress"])
         assert result.exit_code == 2
         assert result.stderr.startswith(
             f"error: {out}.lock: another build is writing this store (pid {holder.pid} on "

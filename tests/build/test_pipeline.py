@@ -79,7 +79,7 @@ def test_other_parameters_are_refused_unless_overwrite(reference, ct_dir, tmp_pa
     copy = tmp_path / "c.zarr"
     build(ct_dir, copy, cfg, IN_PROCESS, progress=False, echo=lambda s: None)
     other = BuildConfig(samples_per_ct=4, block=2, size=32, patch=8, seed=4)
-    with pytest.raises(StoreError, match=r"(?s)--seed: store has 3, this run asks 4.*--overwrite"):
+    with pytest.raises(StoreError, match=r"(?s)seed: store has 3, this run asks 4.*--overwrite"):
         build(ct_dir, copy, other, IN_PROCESS, progress=False, echo=lambda s: None)
     summary = build(
         ct_dir, copy, other, IN_PROCESS, overwrite=True, progress=False, echo=lambda s: None

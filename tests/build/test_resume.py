@@ -16,7 +16,7 @@ from drrgen.build import BuildConfig, ClusterOptions, build
 from drrgen.store_contract import ARRAY_NAMES, written_blocks
 
 CFG = BuildConfig(samples_per_ct=8, block=1, size=32, patch=8, seed=11)
-CLI_ARGS = ["--samples-per-ct", "8", "--block", "1", "--size", "32", "--patch", "8", "--seed", "11"]
+CLI_ARGS = ["samples_per_ct=8", "block=1", "size=32", "patch=8", "seed=11"]
 
 
 def _arrays(url):

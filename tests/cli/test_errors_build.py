@@ -19,7 +19,7 @@ from drrgen.volume import write_ct
 from .conftest import assert_user_error, tiny_volume
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["--samples-per-ct", "2", "--block", "2", "--size", "32", "--patch", "8", "--workers", "0"]
+TINY = ["samples_per_ct=2", "block=2", "size=32", "patch=8", "--workers", "0"]
 
 # name -> (YAML of --config, substrings of the message besides the config's path)
 CONFIGS = {
@@ -81,8 +81,8 @@ def _cases(ct_dir: Path, tmp: Path, a_file: Path) -> dict[str, tuple[list[str], 
             ["build", "--ct-dir", str(tmp), "--out", out, *TINY],
             [str(tmp), "no CT volumes"],
         ),
-        "size not a multiple of patch": ([*build, "--size", "30"], ["--size 30", "--patch 8"]),
-        "one view": ([*build, "--views", "1"], ["--views"]),
+        "size not a multiple of patch": ([*build, "size=30"], ["size=30", "patch=8"]),
+        "one view": ([*build, "views=1"], ["views must be >= 2"]),
         "storage options not JSON": (
             [*build, "--storage-options", "{bad"],
             ["--storage-options {bad", "not JSON"],
@@ -94,7 +94,10 @@ def _cases(ct_dir: Path, tmp: Path, a_file: Path) -> dict[str, tuple[list[str], 
         "info: no store": (["info", str(tmp / "none.zarr")], [str(tmp / "none.zarr")]),
         "verify: no store": (["verify", str(tmp / "none.zarr")], [str(tmp / "none.zarr")]),
         "show: no store": (["show", str(tmp / "none.zarr")], [str(tmp / "none.zarr")]),
-        "option value not a number": ([*build, "--sid", "far", "1100"], ["--sid"]),
+        "option value not a number": (
+            [*build, "sampling.source_to_isocenter_mm=[far,1100]"],
+            ["sampling.source_to_isocenter_mm[0]", "far"],
+        ),
     }
 
 
@@ -179,8 +182,8 @@ def test_the_ctrl_c_line_counts_the_kept_blocks_and_gives_the_command(ct_dir, tm
 def test_ctrl_c_says_what_was_kept_and_how_to_resume(ct_dir, tmp_path):
     """A real SIGINT to a real build (in-process blocks, --workers 0)."""
     out = tmp_path / "s.zarr"
-    args = ["build", "--ct-dir", str(ct_dir), "--out", str(out), "--size", "32", "--patch", "8"]
-    done = _interrupt([*args, "--samples-per-ct", "4096", "--block", "2", "--workers", "0"], out)
+    args = ["build", "--ct-dir", str(ct_dir), "--out", str(out), "size=32", "patch=8"]
+    done = _interrupt([*args, "samples_per_ct=4096", "block=2", "--workers", "0"], out)
     _check_interrupted(done, out)
 
 
@@ -188,8 +191,8 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(ct_dir, tmp_path):
 def test_ctrl_c_with_dask_workers_prints_no_worker_tracebacks(ct_dir, tmp_path):
     """The local Dask workers ignore SIGINT: only the main process is interrupted."""
     out = tmp_path / "s.zarr"
-    args = ["build", "--ct-dir", str(ct_dir), "--out", str(out), "--size", "32", "--patch", "8"]
-    more = ["--samples-per-ct", "4096", "--block", "2", "--workers", "2", "--threads", "1"]
+    args = ["build", "--ct-dir", str(ct_dir), "--out", str(out), "size=32", "patch=8"]
+    more = ["samples_per_ct=4096", "block=2", "--workers", "2", "--threads", "1"]
     done = _interrupt([*args, *more], out)
     _check_interrupted(done, out)
     assert "KeyboardInterrupt" not in done.stderr, done.stderr
