@@ -72,7 +72,7 @@ pretrain: pretrain-data
 # pretrain-data); mura: `make finetune DATASET=mura MURA_DIR=/path/containing/MURA-v1.1` (GPU).
 finetune: data
 ifeq ($(DATASET),synthetic)
-	$(BIN)/drrgen fracture --out data/fracture --workers 2
+	$(BIN)/drrgen fracture --config pipelines/fracture_synthetic.yaml --out data/fracture --workers 2
 	$(MAKE) pretrain-data
 	$(BIN)/drrgen build --config pipelines/finetune_synthetic_store.yaml --ct-dir $(PRETRAIN_CT) --out $(FT_STORE)
 	$(BIN)/xmatch pretrain --config pipelines/finetune_synthetic_pretrain.yaml

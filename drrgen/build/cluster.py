@@ -13,12 +13,10 @@ import signal
 import threading
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-
-import yaml
+from dataclasses import dataclass, field
 
 from drrgen.errors import UserError
+from drrgen.typed_config import load_typed
 
 SCHEDULER_TIMEOUT_S = 10  # how long --scheduler may take to answer
 
@@ -80,33 +78,44 @@ def worker_env(threads: int) -> dict[str, str]:
     }
 
 
-def load_slurm_config(path) -> dict:
-    """Read a SLURM config YAML: ``cluster`` (SLURMCluster keyword arguments), ``jobs`` (how
-    many jobs to submit, default 1) and ``numba_threads`` (per worker, default 1).
+@dataclass(frozen=True)
+class SlurmConfig:
+    """A SLURM build (``--slurm-config``, e.g. pipelines/slurm/slurm.yaml).
+
+    Attributes:
+        jobs: SLURM jobs to submit (``cluster.scale(jobs=...)``), >= 1.
+        numba_threads: Numba threads per Dask worker, >= 1.
+        cluster: keyword arguments of ``dask_jobqueue.SLURMCluster`` (queue, cores,
+            processes, memory, walltime, ...; passed through as they are).
+    """
+
+    jobs: int = 1
+    numba_threads: int = 1
+    cluster: dict = field(default_factory=dict)
+
+    def validate(self) -> SlurmConfig:
+        """Check values; raise `ValueError` naming the key. Returns self."""
+        if not self.cluster:
+            raise ValueError("cluster: needs a mapping of SLURMCluster arguments")
+        if self.jobs < 1 or self.numba_threads < 1:
+            raise ValueError(
+                f"jobs and numba_threads must be >= 1, got {self.jobs}, {self.numba_threads}"
+            )
+        return self
+
+
+def load_slurm_config(path, overrides: list[str] | None = None) -> SlurmConfig:
+    """The checked `SlurmConfig` of a YAML file (the one configuration system:
+    ``defaults:`` includes and ``key=value`` overrides as for every config).
 
     Raises:
-        ValueError: the file cannot be read or lacks a ``cluster`` mapping.
+        ConfigError: unreadable file, invalid YAML, unknown key, ill-typed or out-of-range value
+            (names the file and the key).
     """
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a YAML text file (not UTF-8 text)") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read the SLURM config: {exc}") from exc
-    if not isinstance(data.get("cluster"), dict):
-        raise ValueError(f"{path}: needs a 'cluster:' mapping of SLURMCluster arguments")
-    unknown = sorted(set(data) - {"cluster", "jobs", "numba_threads"})
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {unknown}; known: cluster, jobs, numba_threads")
-    return {
-        "cluster": data["cluster"],
-        "jobs": int(data.get("jobs", 1)),
-        "numba_threads": int(data.get("numba_threads", 1)),
-    }
+    return load_typed(SlurmConfig, path, overrides, SlurmConfig.validate)
 
 
-def slurm_cluster(config: dict):
+def slurm_cluster(config: SlurmConfig):
     """A dask-jobqueue `SLURMCluster` (no job submitted yet; call `.scale(jobs=...)`).
 
     Numba settings are added to the job script's prologue. `cluster.job_script()` renders the
@@ -116,8 +125,8 @@ def slurm_cluster(config: dict):
         from dask_jobqueue import SLURMCluster
     except ImportError as exc:
         raise RuntimeError("SLURM needs dask-jobqueue: pip install 'xmatch[cluster]'") from exc
-    kwargs = dict(config["cluster"])
-    env = worker_env(config.get("numba_threads", 1))
+    kwargs = dict(config.cluster)
+    env = worker_env(config.numba_threads)
     prologue = list(kwargs.pop("job_script_prologue", []) or [])
     prologue += [f"export {k}={v}" for k, v in env.items()]
     kwargs.setdefault("silence_logs", "warning")
@@ -187,8 +196,8 @@ def open_client(opts: ClusterOptions):
     if opts.slurm_config:
         config = load_slurm_config(opts.slurm_config)
         with slurm_cluster(config) as cluster, Client(cluster) as client:
-            cluster.scale(jobs=config["jobs"])
-            yield Runner(client, config["numba_threads"], f"SLURM, {config['jobs']} jobs")
+            cluster.scale(jobs=config.jobs)
+            yield Runner(client, config.numba_threads, f"SLURM, {config.jobs} jobs")
         return
     if opts.workers == 0:
         yield Runner(None, opts.threads, "in this process (no Dask)")

@@ -108,12 +108,12 @@ class FractureDatasetConfig:
         fracture: fracture parameter ranges.
     """
 
-    phantoms: int = 24
+    phantoms: int = 160
     phantom_kinds: tuple[str, ...] = ("forearm", "leg")
     phantom_seed: int = 1000
     phantom_shape: tuple[int, int, int] = (128, 128, 160)
     ct_dir: str | None = None
-    studies_per_volume: int = 40
+    studies_per_volume: int = 16
     positive_fraction: float = 0.5
     val_fraction: float = 0.15
     test_fraction: float = 0.25
@@ -122,7 +122,7 @@ class FractureDatasetConfig:
     fracture: FractureConfig = field(default_factory=FractureConfig)
 
     def validate(self) -> FractureDatasetConfig:
-        """Check values; raise `ValueError` naming the option. Returns self."""
+        """Check values; raise `ValueError` naming the key. Returns self."""
         if self.phantoms < 0 or self.studies_per_volume < 1:
             raise ValueError("phantoms must be >= 0 and studies_per_volume >= 1")
         if not 0 <= self.positive_fraction <= 1:
@@ -141,6 +141,21 @@ class FractureDatasetConfig:
     def to_dict(self) -> dict:
         """JSON-ready dict (tuples as lists)."""
         return json.loads(json.dumps(asdict(self)))
+
+
+def load_fracture_config(
+    path: str | Path | None, overrides: list[str] | None = None
+) -> FractureDatasetConfig:
+    """The checked `FractureDatasetConfig` of a YAML file (``defaults:`` includes resolved) and
+    ``key=value`` overrides (``phantoms=40``, ``views.size=64``), as `drrgen fracture` reads it.
+
+    Raises:
+        ConfigError: unreadable file, invalid YAML, unknown key, ill-typed or out-of-range value
+            (names the file, the overrides and the key).
+    """
+    from drrgen.typed_config import load_typed
+
+    return load_typed(FractureDatasetConfig, path, overrides, FractureDatasetConfig.validate)
 
 
 @dataclass(frozen=True)
@@ -223,7 +238,7 @@ def check_split_sizes(n: int, cfg: FractureDatasetConfig) -> None:
     if fits(n):
         return
     least = next((m for m in range(n + 1, n + 1000) if fits(m)), None)
-    source = f"--phantoms {cfg.phantoms}" + (f" + {n - cfg.phantoms} CTs" if cfg.ct_dir else "")
+    source = f"phantoms={cfg.phantoms}" + (f" + {n - cfg.phantoms} CTs" if cfg.ct_dir else "")
     splits = " and ".join([", ".join(needed[:-1]), needed[-1]] if len(needed) > 1 else needed)
     raise ValueError(
         f"{source}: {n} volume{'s' if n != 1 else ''}, but the {splits} split"

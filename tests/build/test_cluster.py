@@ -25,7 +25,7 @@ def test_example_slurm_config_renders_a_job_script(tmp_path, monkeypatch):
     pytest.importorskip("dask_jobqueue")
     monkeypatch.chdir(tmp_path)  # the cluster creates its log folder here
     config = load_slurm_config(ROOT / "pipelines" / "slurm" / "slurm.yaml")
-    assert config["jobs"] == 4
+    assert (config.jobs, config.numba_threads, config.cluster["cores"]) == (4, 1, 16)
     cluster = slurm_cluster(config)
     try:
         script = cluster.job_script()
@@ -42,5 +42,8 @@ def test_example_slurm_config_renders_a_job_script(tmp_path, monkeypatch):
 def test_bad_slurm_config_is_named(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("jobs: 2\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="s.yaml: needs a 'cluster:' mapping"):
+    with pytest.raises(ValueError, match="s.yaml: cluster: needs a mapping"):
+        load_slurm_config(path)
+    path.write_text("jobs: many\ncluster: {cores: 4}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="s.yaml: jobs: expected an integer, got 'many'"):
         load_slurm_config(path)

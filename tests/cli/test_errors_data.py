@@ -32,19 +32,19 @@ def _cases(tmp: Path, a_file: Path) -> dict[str, tuple[list[str], list[str]]]:
             [str(a_file), "--out"],
         ),
         "fracture: out is a file": (
-            ["fracture", "--out", str(a_file), "--phantoms", "3"],
+            ["fracture", "--out", str(a_file), "phantoms=3"],
             [str(a_file), "--out"],
         ),
         "fracture: one phantom leaves the test split empty": (
-            ["fracture", "--out", str(tmp / "fx"), "--phantoms", "1", "--size", "32"],
-            ["--phantoms 1", "1 volume", "train, val and test", "at least 3 volumes"],
+            ["fracture", "--out", str(tmp / "fx"), "phantoms=1", "views.size=32"],
+            ["phantoms=1", "1 volume", "train, val and test", "at least 3 volumes"],
         ),
         "fracture: two phantoms": (
-            ["fracture", "--out", str(tmp / "fx"), "--phantoms", "2", "--size", "32"],
-            ["--phantoms 2", "at least 3 volumes"],
+            ["fracture", "--out", str(tmp / "fx"), "phantoms=2", "views.size=32"],
+            ["phantoms=2", "at least 3 volumes"],
         ),
         "fracture: unknown kind": (
-            ["fracture", "--out", str(tmp / "fx"), "--kinds", "tail", "--phantoms", "3"],
+            ["fracture", "--out", str(tmp / "fx"), "phantom_kinds=[tail]", "phantoms=3"],
             ["phantom_kinds"],
         ),
     }

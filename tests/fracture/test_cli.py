@@ -10,8 +10,8 @@ from drrgen.cli import app
 
 def test_fracture_command_writes_dataset_and_preview(tmp_path):
     out = tmp_path / "fx"
-    args = ["fracture", "--out", str(out), "--phantoms", "3", "--studies-per-volume", "4"]
-    args += ["--size", "32", "--workers", "1"]
+    args = ["fracture", "--out", str(out), "phantoms=3", "studies_per_volume=4"]
+    args += ["views.size=32", "--workers", "1"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(open(out / "studies.csv", encoding="utf-8")))
@@ -20,3 +20,14 @@ def test_fracture_command_writes_dataset_and_preview(tmp_path):
     assert "preview:" in result.output
     again = CliRunner().invoke(app, args)  # complete with these parameters: kept
     assert again.exit_code == 0 and len(list((out / "images").iterdir())) == 24
+
+
+def test_the_pipeline_config_holds_the_defaults_and_takes_overrides():
+    from pathlib import Path
+
+    from drrgen.fracture.dataset import FractureDatasetConfig, load_fracture_config
+
+    path = Path(__file__).parents[2] / "pipelines" / "fracture_synthetic.yaml"
+    assert load_fracture_config(path) == FractureDatasetConfig()
+    cfg = load_fracture_config(path, ["phantoms=40", "views.size=64", "fracture.gap_mm=[2,4]"])
+    assert (cfg.phantoms, cfg.views.size, cfg.fracture.gap_mm) == (40, 64, (2.0, 4.0))
