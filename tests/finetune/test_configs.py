@@ -10,12 +10,13 @@ from drrgen.build.config import load_config as load_build_config
 from xmatch_train.config import load_config
 from xmatch_train.finetune import FinetuneConfig
 from xmatch_train.finetune.task import check_config
+from xmatch_train.models import resolve_sizes
 
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 
 
 def _vit(cfg) -> tuple:
-    m = cfg.model
+    m = resolve_sizes(cfg.model)
     return (m.img_size, m.patch_size, m.width, m.depth, m.heads, m.mlp_dim, m.stem)
 
 
@@ -33,7 +34,9 @@ def test_classifier_matches_its_pretraining(name, pretrain):
     if name == "finetune_mura":  # the paper's ViT-S; the CPU default is smaller (see its YAML)
         assert (m.width, m.depth, m.heads, m.patch_size, m.stem) == (384, 6, 4, 16, "patch")
     else:
-        assert pre.model.head == "prior" and pre.model.grid == cfg.data.image_size // 16
+        store = load_build_config(PIPELINES / "finetune_synthetic_store.yaml")
+        assert pre.model.head == "prior" and pre.model.grid is None  # the store's grid
+        assert store.size // store.patch == cfg.data.image_size // m.patch_size
     assert cfg.table.pretrain_run == pre.run_dir
     assert cfg.table.rows == (
         "single",
@@ -48,7 +51,7 @@ def test_synthetic_store_fits_the_pretraining():
     store = load_build_config(PIPELINES / "finetune_synthetic_store.yaml").validate()
     pre = load_config(PIPELINES / "finetune_synthetic_pretrain.yaml")
     assert store.size == pre.data.image_size == pre.model.img_size
-    assert store.patch == pre.model.patch_size
+    assert store.patch == resolve_sizes(pre.model).patch_size
     assert store.corr_definition == "paper"
     assert (
         load_config(PIPELINES / "finetune_mura.yaml", cls=FinetuneConfig).table.pretrained_lr

@@ -62,8 +62,16 @@ def test_classifier_starts_from_the_pretrained_encoder(pretrain_run, tmp_path):
     scratch = build_classifier(replace(cfg, model=replace(cfg.model, init_from=None)))
     assert not torch.equal(scratch.encoder.vit.pos_embed, mine["vit.pos_embed"])
     wrong = replace(cfg, model=replace(cfg.model, width=64, mlp_dim=128))
-    with pytest.raises(ValueError, match="differs from this classifier"):
+    with pytest.raises(ValueError, match=r"differs from the pretraining's: width 64 \(pretr"):
         build_classifier(wrong)
+    # Sizes left out (null) are the pretraining's: the YAML need not repeat them.
+    bare = load_config(
+        None,
+        [f"model.init_from={pretrain_run}", "data.image_size=64", "model.min_pretrain_gain=null"],
+        cls=FinetuneConfig,
+    )
+    inherited = build_classifier(bare).encoder.state_dict()
+    assert all(torch.equal(state[k], inherited[k]) for k in state)
     with pytest.raises(FileNotFoundError, match="run `xmatch pretrain` first"):
         build_classifier(replace(cfg, model=replace(cfg.model, init_from=str(tmp_path))))
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from xmatch_train.config import ConfigError, PretrainConfig, load_config, save_config
+from xmatch_train.models import resolve_sizes
 
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 
@@ -19,7 +20,7 @@ def test_shipped_configs_load(name):
 
 def test_gpu_config_has_the_papers_settings():
     cfg = load_config(PIPELINES / "pretrain_gpu.yaml")
-    m, o, d = cfg.model, cfg.optim, cfg.data
+    m, o, d = resolve_sizes(cfg.model), cfg.optim, cfg.data
     assert (m.name, m.backbone, m.backbone_index, m.width, m.depth, m.heads, m.mlp_dim) == (
         "transformer",
         "resnet50",
@@ -78,7 +79,7 @@ def test_shipped_models_give_the_16x16_grid_of_a_256px_patch16_store(name):
 
     cfg = load_config(PIPELINES / name)
     side = cfg.data.image_size or 256
-    model = build_model(cfg.model).eval()
+    model = build_model(resolve_sizes(cfg.model, grid=16)).eval()
     with torch.no_grad():
         out = model(torch.rand(1, 1, side, side), torch.rand(1, 1, side, side))
     assert out["corr"].shape == (1, 256, 256)

@@ -59,9 +59,10 @@ class ClassifierConfig:
 
     Attributes:
         fusion: ``single``, ``late`` or ``early``.
-        width, depth, heads, mlp_dim, patch_size: ViT sizes (ViT-S: 384, 6, 4, 1536, 16).
-        stem: ViT patch embedding, ``patch`` (linear, ViT-S as in the paper) or ``conv`` (a
-            small convolutional stem; it must match the pretraining's).
+        width, depth, heads, mlp_dim, patch_size, stem: the ViT's sizes and patch embedding
+            (``patch``: linear, the paper's; ``conv``: a small convolutional stem); null: those
+            of the pretraining in ``init_from``, else ViT-S's (`xmatch_train.models.VIT_S`:
+            384, 6, 4, 1536, 16, patch). A value given must match the pretraining's.
         drop_path: stochastic depth rate.
         dropout: dropout before the head.
         init_from: a ``vit_s`` correspondence pretraining (run directory or checkpoint file)
@@ -74,12 +75,12 @@ class ClassifierConfig:
     """
 
     fusion: str = "early"
-    width: int = 384
-    depth: int = 6
-    heads: int = 4
-    mlp_dim: int = 1536
-    patch_size: int = 16
-    stem: str = "patch"
+    width: int | None = None
+    depth: int | None = None
+    heads: int | None = None
+    mlp_dim: int | None = None
+    patch_size: int | None = None
+    stem: str | None = None
     drop_path: float = 0.0
     dropout: float = 0.0
     init_from: str | None = None

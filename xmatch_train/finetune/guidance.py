@@ -67,6 +67,13 @@ def load_pretrain_run(source: str | Path, which: str = "best") -> tuple[Pretrain
     return cfg, ckpt
 
 
+def pretrain_config(source: str | Path, which: str = "best") -> PretrainConfig:
+    """The config of a pretraining run (its ``config.yaml``; the checkpoint's copy only when
+    the file is gone), without loading its weights."""
+    config = RunDir(pretrain_run_dir(source, which)).config
+    return load_config(config) if config.is_file() else load_pretrain_run(source, which)[0]
+
+
 def pretrained_encoder_state(
     source: str | Path, which: str = "best"
 ) -> tuple[dict, PretrainConfig]:

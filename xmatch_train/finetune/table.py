@@ -26,7 +26,7 @@ import yaml
 from xmatch_train.config import changed_settings
 from xmatch_train.finetune.config import FinetuneConfig
 from xmatch_train.finetune.report import ROW_KEYS, evaluate_finetune_runs
-from xmatch_train.finetune.task import finetune
+from xmatch_train.finetune.task import finetune, resolve_sizes
 from xmatch_train.train.rundir import RunDir
 
 ROWS = tuple(ROW_KEYS)
@@ -93,7 +93,8 @@ def run_table(
     """
     rows = tuple(rows or base.table.rows)
     seeds = tuple(base.table.seeds if seeds is None else seeds)
-    configs = [row_config(base, row, seed) for row in rows for seed in seeds]
+    # Sizes made explicit (as each run saves them) before comparing with runs on disk.
+    configs = [resolve_sizes(row_config(base, row, seed)) for row in rows for seed in seeds]
     for i, cfg in enumerate(configs, start=1):
         if changed := changed_keys(cfg):  # finished or interrupted: never resumed or mixed
             raise ValueError(

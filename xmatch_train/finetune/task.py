@@ -30,6 +30,7 @@ from xmatch_train.finetune.dataset import (
 )
 from xmatch_train.finetune.guidance import (
     CorrespondenceGuide,
+    pretrain_config,
     pretrain_run_dir,
     pretrained_encoder_state,
 )
@@ -44,7 +45,7 @@ from xmatch_train.finetune.studies import (
     summary,
 )
 from xmatch_train.metrics import classification_metrics
-from xmatch_train.models import MultiViewViT, count_parameters
+from xmatch_train.models import VIT_S, build_vit, count_parameters
 from xmatch_train.models.backbone import loaded_weights
 from xmatch_train.pretrain.baselines import check_beats_baseline
 from xmatch_train.train import dist
@@ -55,8 +56,35 @@ SELECT = ("auc", "kappa", "accuracy", "neg_loss")
 FORMATS = ("mura", "grazpedwri", "csv")
 
 
+def resolve_sizes(cfg: FinetuneConfig) -> FinetuneConfig:
+    """`cfg` with the ViT's sizes explicit: those ``model`` leaves at null taken from the
+    pretraining in ``model.init_from`` (whose weights must fit), else ViT-S's.
+
+    Raises:
+        ValueError: a size given differs from the pretraining's (names both).
+    """
+    m = cfg.model
+    keys = tuple(VIT_S)
+    given = {k: getattr(m, k) for k in keys if getattr(m, k) is not None}
+    if not m.init_from:
+        return replace(cfg, model=replace(m, **(VIT_S | given)))
+    pre = pretrain_config(m.init_from).model
+    theirs = {k: getattr(pre, k) for k in keys} | {"image_size": pre.img_size}
+    mine = given | {"image_size": cfg.data.image_size}
+    clash = {k: (v, theirs[k]) for k, v in mine.items() if v != theirs[k]}
+    if clash:
+        said = ", ".join(f"{k} {a} (pretraining: {b})" for k, (a, b) in clash.items())
+        raise ValueError(
+            f"model.init_from {m.init_from}: this config's ViT differs from the pretraining's: "
+            f"{said}; leave the model sizes out (null) to take the pretraining's"
+        )
+    return replace(cfg, model=replace(m, **{k: theirs[k] for k in keys}))
+
+
 def check_config(cfg: FinetuneConfig) -> FinetuneConfig:
-    """Raise `ValueError` naming the option for inconsistent settings; returns `cfg`."""
+    """`cfg` with its ViT sizes made explicit (`resolve_sizes`); raise `ValueError` naming the
+    option for inconsistent settings."""
+    cfg = resolve_sizes(cfg)
     if cfg.data.format not in FORMATS:
         raise ValueError(f"data.format must be one of {FORMATS}, got {cfg.data.format!r}")
     if cfg.model.fusion not in FUSIONS:
@@ -116,36 +144,22 @@ def guide_source(cfg: FinetuneConfig) -> str | None:
 
 
 def build_classifier(cfg: FinetuneConfig, pretrained: bool = True) -> FractureClassifier:
-    """The classifier of `cfg`, its encoder initialised from ``model.init_from`` (a ``vit_s``
-    correspondence pretraining) or ``model.pretrained_file`` (timm weights) when `pretrained`.
+    """The classifier of `cfg`, its encoder initialised
+    from ``model.init_from`` (a ``vit_s`` correspondence pretraining) or
+    ``model.pretrained_file`` (timm weights) when `pretrained`.
 
     Raises:
-        ValueError: the pretraining's ViT differs in shape (names both settings).
+        ValueError: a size the config gives differs from the pretraining's (`resolve_sizes`).
     """
+    if pretrained:
+        cfg = resolve_sizes(cfg)
     m = cfg.model
-    encoder = MultiViewViT(
-        img_size=cfg.data.image_size,
-        patch_size=m.patch_size,
-        in_chans=1,
-        width=m.width,
-        depth=m.depth,
-        heads=m.heads,
-        mlp_ratio=m.mlp_dim / m.width,
-        drop_path=m.drop_path,
-        pretrained_file=m.pretrained_file if pretrained else None,
-        stem=m.stem,
-    )
+    sizes = {k: getattr(m, k) for k in VIT_S}
+    pretrained_file = m.pretrained_file if pretrained else None
+    encoder = build_vit(cfg.data.image_size, sizes, m.drop_path, pretrained_file)
     if pretrained and m.init_from:
-        state, pre = pretrained_encoder_state(m.init_from)
-        mine = (cfg.data.image_size, m.patch_size, m.width, m.depth, m.heads, m.mlp_dim, m.stem)
-        p = pre.model
-        theirs = (p.img_size, p.patch_size, p.width, p.depth, p.heads, p.mlp_dim, p.stem)
-        if mine != theirs:
-            raise ValueError(
-                f"model.init_from {m.init_from}: its ViT (img_size, patch, width, depth, heads, "
-                f"mlp_dim, stem) = {theirs} differs from this classifier's {mine}"
-            )
-        encoder.load_state_dict(state)
+        state, _ = pretrained_encoder_state(m.init_from)
+        encoder.load_state_dict(state)  # sizes checked by `resolve_sizes`
     return FractureClassifier(
         encoder,
         m.fusion,

@@ -2,7 +2,9 @@
 
 Names: ``cnn``, ``superglue``, ``loftr``, ``transformer_mp``, ``transformer`` (CNN backbone +
 attention module, the rows of the paper's Table 1) and ``vit_s`` (the fracture classifier's
-ViT-S encoder trained on the same task).
+ViT-S encoder trained on the same task). As in timm, each variant owns its sizes (`SIZES`): a
+config leaves ``model.width`` etc. at null to take them, or sets them to change them;
+`resolve_sizes` writes them into the config a run saves.
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from xmatch_train.models.attention import ATTENTION
 from xmatch_train.models.backbone import build_backbone
 from xmatch_train.models.head import PriorMixtureHead
 from xmatch_train.models.matcher import CNNAttentionEncoder, CorrespondenceModel, ViTPairEncoder
-from xmatch_train.models.vit import MultiViewViT
+from xmatch_train.models.vit import VIT_S, build_vit
+
+# The paper's sizes of the Table-1 attention modules (width, layers, heads, MLP). The CNN
+# variants take their token grid from the backbone's stride; patch_size and stem are recorded
+# at ViT-S's values only so that runs saved before variants owned their sizes still resume.
+PAPER_SIZES = dict(width=512, depth=8, heads=8, mlp_dim=1024, patch_size=16, stem="patch")
 
 
 @dataclass(frozen=True)
@@ -34,22 +41,21 @@ class ModelConfig:
             (``vit_s``); None = random initialisation.
         pretrained: ``timm`` to download the backbone's ImageNet weights with timm (CNN
             variants; needs network access; a clear error when offline), or None.
-        width: token width D (512 in the paper; 384 for ViT-S).
-        depth: attention layers (8 in the paper; 6 for ViT-S).
-        heads: attention heads (8 in the paper; 4 for ViT-S).
-        mlp_dim: transformer MLP hidden width (1024 in the paper).
+        width, depth, heads, mlp_dim: token width D, attention layers, heads, MLP hidden
+            width; null: the variant's (`SIZES`: 512/8/8/1024, the paper's, for the Table-1
+            models; 384/6/4/1536 for ViT-S).
         dropout: dropout in the attention modules' MLPs.
         img_size: ViT input side in pixels.
-        patch_size: ViT patch side in pixels.
+        patch_size: ViT patch side in pixels (null: the variant's, 16 for ViT-S).
         stem: ViT patch embedding, ``patch`` (linear, the paper's) or ``conv`` (a small
-            convolutional stem, `xmatch_train.models.vit.conv_stem`; the CPU default).
+            convolutional stem, `xmatch_train.models.vit.conv_stem`); null: the variant's.
         input_mean, input_std: image normalisation (x - mean) / std.
         head: ``cosine`` (the paper's squared cosine of L2-normalised descriptors, trained
             with MSE) or ``prior`` (`PriorMixtureHead`: learned geometric priors chosen by the
             images, patch gates and a bilinear term, trained with BCE).
         prior_components: K prior matrices of the ``prior`` head.
-        grid: patches per side of the token grid (N = grid^2) for the ``prior`` head; it must
-            equal the store's patch grid.
+        grid: patches per side of the token grid (N = grid^2) for the ``prior`` head; null:
+            the training store's patch grid (`xmatch pretrain` reads it from the store).
     """
 
     name: str = "transformer"
@@ -57,32 +63,44 @@ class ModelConfig:
     backbone_index: int = 3
     pretrained_file: str | None = None
     pretrained: str | None = None
-    width: int = 512
-    depth: int = 8
-    heads: int = 8
-    mlp_dim: int = 1024
+    width: int | None = None
+    depth: int | None = None
+    heads: int | None = None
+    mlp_dim: int | None = None
     dropout: float = 0.0
     img_size: int = 256
-    patch_size: int = 16
-    stem: str = "patch"
+    patch_size: int | None = None
+    stem: str | None = None
     input_mean: float = 0.45
     input_std: float = 0.225
     head: str = "cosine"
     prior_components: int = 16
-    grid: int = 16
+    grid: int | None = None
 
 
 MODELS: dict[str, Callable[[ModelConfig], CorrespondenceModel]] = {}
+SIZES: dict[str, dict] = {}
 
 
-def register(name: str):
-    """Decorator adding a builder ``fn(cfg) -> CorrespondenceModel`` under `name`."""
+def register(name: str, sizes: dict):
+    """Decorator adding a builder ``fn(cfg) -> CorrespondenceModel`` under `name`, with the
+    variant's own sizes (`ModelConfig` fields a config leaves at null)."""
 
     def deco(fn):
         MODELS[name] = fn
+        SIZES[name] = dict(sizes)
         return fn
 
     return deco
+
+
+def resolve_sizes(cfg: ModelConfig, grid: int | None = None) -> ModelConfig:
+    """`cfg` with every size left at null set to its variant's, and ``grid`` (when null) to
+    `grid` (the store's patch grid). Unknown names are left for `check_config` to report."""
+    own = {k: v for k, v in SIZES.get(cfg.name, {}).items() if getattr(cfg, k) is None}
+    if cfg.grid is None and grid is not None:
+        own["grid"] = int(grid)
+    return replace(cfg, **own) if own else cfg
 
 
 HEADS = ("cosine", "prior")
@@ -93,6 +111,8 @@ def _head(cfg: ModelConfig) -> nn.Module | None:
         raise ValueError(f"unknown model.head {cfg.head!r}; choose one of {', '.join(HEADS)}")
     if cfg.head == "cosine":
         return None
+    if cfg.grid is None:
+        raise ValueError("model.grid: the prior head needs the patch grid (patches per side)")
     return PriorMixtureHead(cfg.width, cfg.grid * cfg.grid, cfg.prior_components)
 
 
@@ -119,27 +139,18 @@ def _cnn_attention(cfg: ModelConfig) -> CorrespondenceModel:
 
 
 for _name in ATTENTION:
-    register(_name)(_cnn_attention)
+    register(_name, PAPER_SIZES)(_cnn_attention)
 
 
-@register("vit_s")
+@register("vit_s", VIT_S)
 def _vit_s(cfg: ModelConfig) -> CorrespondenceModel:
     if cfg.pretrained:
         raise ValueError(
             "model.pretrained=timm is for the CNN backbones; for vit_s pass a local timm ViT "
             "checkpoint as model.pretrained_file"
         )
-    vit = MultiViewViT(
-        img_size=cfg.img_size,
-        patch_size=cfg.patch_size,
-        in_chans=1,
-        width=cfg.width,
-        depth=cfg.depth,
-        heads=cfg.heads,
-        mlp_ratio=cfg.mlp_dim / cfg.width,
-        pretrained_file=cfg.pretrained_file,
-        stem=cfg.stem,
-    )
+    sizes = {k: getattr(cfg, k) for k in VIT_S}
+    vit = build_vit(cfg.img_size, sizes, pretrained_file=cfg.pretrained_file)
     encoder = ViTPairEncoder(vit)
     return CorrespondenceModel(encoder, cfg.width, cfg.input_mean, cfg.input_std, _head(cfg))
 
@@ -151,6 +162,7 @@ def build_model(cfg: ModelConfig) -> CorrespondenceModel:
         ValueError: unknown name (the message lists the registry).
         FileNotFoundError: `cfg.pretrained_file` does not exist.
     """
+    cfg = resolve_sizes(cfg)
     check_config(cfg)
     return MODELS[cfg.name](cfg)
 
@@ -182,6 +194,7 @@ def check_config(cfg: ModelConfig) -> None:
     """
     if cfg.name not in MODELS:
         raise ValueError(f"model.name={cfg.name!r}: unknown; available: {sorted(MODELS)}")
+    cfg = resolve_sizes(cfg)
     if cfg.heads < 1 or cfg.width < 1 or cfg.width % cfg.heads:
         raise ValueError(
             f"model.heads={cfg.heads}: must divide model.width={cfg.width} "

@@ -32,6 +32,10 @@ from xmatch_train.models.backbone import (
 
 STEMS = ("patch", "conv")
 
+# ViT-S (the paper's encoder): the one home of its sizes. Correspondence pretraining
+# (``model.name=vit_s``) and the fracture classifier both build it through `build_vit`.
+VIT_S = dict(width=384, depth=6, heads=4, mlp_dim=1536, patch_size=16, stem="patch")
+
 
 def conv_stem(in_chans: int, width: int, patch_size: int) -> nn.Sequential:
     """A convolutional patch embedding of stride `patch_size` (a power of 2): 3x3 convs of
@@ -187,3 +191,30 @@ def load_timm_weights(vit: nn.Module, path: str | Path) -> LoadedWeights:
     if key in state and state[key].ndim == 4 and state[key].shape[1] != in_chans:
         state[key] = adapt_input_conv(in_chans, state[key])
     return load_matching(vit, state, file)
+
+
+def build_vit(
+    img_size: int,
+    sizes: dict | None = None,
+    drop_path: float = 0.0,
+    pretrained_file: str | Path | None = None,
+) -> MultiViewViT:
+    """A single-channel `MultiViewViT` of two views: ViT-S (`VIT_S`) with the entries of
+    `sizes` that are not None instead (keys of `VIT_S`: width, depth, heads, mlp_dim,
+    patch_size, stem)."""
+    unknown = set(sizes or {}) - set(VIT_S)
+    if unknown:
+        raise ValueError(f"unknown ViT size(s) {sorted(unknown)}; known: {sorted(VIT_S)}")
+    s = VIT_S | {k: v for k, v in (sizes or {}).items() if v is not None}
+    return MultiViewViT(
+        img_size=img_size,
+        patch_size=s["patch_size"],
+        in_chans=1,
+        width=s["width"],
+        depth=s["depth"],
+        heads=s["heads"],
+        mlp_ratio=s["mlp_dim"] / s["width"],
+        drop_path=drop_path,
+        pretrained_file=pretrained_file,
+        stem=s["stem"],
+    )

@@ -31,7 +31,7 @@ from xmatch_train.data.store import StoreError, StoreMeta, name_samples
 from xmatch_train.models import build_model, correspondence_loss, count_parameters
 from xmatch_train.models.backbone import loaded_weights
 from xmatch_train.models.head import bce_loss
-from xmatch_train.models.registry import check_config
+from xmatch_train.models.registry import check_config, resolve_sizes
 from xmatch_train.pretrain.baselines import (
     load_train_mean,
     mean_matrix,
@@ -233,7 +233,17 @@ class CorrespondenceTask:
         )
 
 
+def resolve(cfg: PretrainConfig) -> PretrainConfig:
+    """`cfg` with the model's sizes made explicit: the variant's own where the config leaves
+    them at null, and the token grid from the first store's patch grid (what the run saves)."""
+    m, d = cfg.model, cfg.data
+    grid = None
+    if m.grid is None and d.stores:
+        grid = read_meta(d.stores[0], allow_incomplete=d.allow_incomplete).grid[0]
+    return dataclasses.replace(cfg, model=resolve_sizes(m, grid))
+
+
 def pretrain(cfg: PretrainConfig) -> Path:
     """Train (or resume) the correspondence run described by `cfg`; returns the run directory."""
     check_config(cfg.model)  # before the stores are read: a wrong size fails at once
-    return fit(CorrespondenceTask(cfg))
+    return fit(CorrespondenceTask(resolve(cfg)))
