@@ -36,7 +36,7 @@ volume_id    (S,)                 int32     row of attrs ``volumes``; -1 = not w
   for the fill value (NaN or -1). `drrgen build` on a version-1 store records the checksums of
   its intact blocks and marks it version 2.
 * Only the driver writes the group attributes: ``format``, ``format_version``,
-  ``drrgen_version``, ``params`` (the `BuildConfig`), ``mu_water``, ``hu_air``, ``patch``,
+  ``drrgen_version``, ``params`` (the `BuildConfig`), ``mu_water``, ``air_threshold_hu``, ``patch``,
   ``views``, ``size``, ``samples_per_ct``, ``block``, ``pairs``, ``pose_fields``,
   ``volumes`` (id, path relative to the CT folder, series_id, sha256, shape (i, j, k),
   spacing mm, affine (4, 4) voxel (i, j, k) -> LPS mm), ``failed`` (id, path, reason,
@@ -363,3 +363,17 @@ def damaged_message(url: str, block: int, problems: list[str]) -> str:
         + "; ".join(problems)
         + f". Repair it with `{repair_command(url)}`"
     )
+
+
+def upgrade_params(params: dict) -> dict:
+    """A store's ``params`` with the keys renamed since it was written (``hu_air`` ->
+    ``air_threshold_hu``), so that stores built before still resume and verify."""
+    params = dict(params or {})
+    if "hu_air" in params and "air_threshold_hu" not in params:
+        params["air_threshold_hu"] = params.pop("hu_air")
+    return params
+
+
+def air_threshold(attrs: dict) -> float | None:
+    """The air threshold (HU) a store's attributes record, under its current or former name."""
+    return attrs.get("air_threshold_hu", attrs.get("hu_air"))

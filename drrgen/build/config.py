@@ -27,7 +27,7 @@ class BuildConfig:
         block: samples per block (one task, one shard). `samples_per_ct` must be a multiple
             of it; a block larger than `samples_per_ct` is reduced to it.
         mu_water: linear attenuation of water, 1/mm (HU -> mu for the DRRs).
-        hu_air: HU below which voxels are air for the correspondence.
+        air_threshold_hu: HU below which voxels are air for the correspondence.
         corr_supersample: sub-rays per patch side of the correspondence footprints
             (`drrgen.correspondence`'s ``supersample``).
         corr_fraction: coarse cell width / patch width at the isocenter of the correspondence
@@ -44,7 +44,7 @@ class BuildConfig:
     seed: int = 0
     block: int = 32
     mu_water: float = 0.02
-    hu_air: float = -300.0
+    air_threshold_hu: float = -300.0
     corr_supersample: int = 3
     corr_fraction: float = 0.25
     corr_definition: str = "paper"
@@ -97,12 +97,16 @@ class BuildConfig:
         """Build from a (possibly partial) dict, each value checked against its field's type
         (`drrgen.typed_config`).
 
+        A store written before 2026-12-06 names ``air_threshold_hu`` ``hu_air``: read as such.
+
         Raises:
             ConfigError: unknown keys or ill-typed values; the message names `source` and the
                 key (``c.yaml: sampling.crop_fraction: expected a list of 2 numbers, ...``).
         """
+        from drrgen.store_contract import upgrade_params  # here: reading a YAML loads no Zarr
+
         try:
-            return from_dict(cls, data)
+            return from_dict(cls, upgrade_params(data))
         except ConfigError as err:
             raise ConfigError(f"{source}: {err}") from None
 

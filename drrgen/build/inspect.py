@@ -11,6 +11,7 @@ from drrgen.build.store import open_store
 from drrgen.store_contract import (
     CHECKSUMMED,
     Layout,
+    air_threshold,
     array_names,
     array_problems,
     block_problems,
@@ -64,7 +65,7 @@ def format_info(info: dict, volumes: bool = False) -> str:
         f"samples     {lay.n_volumes} volumes x {lay.samples_per_ct}; {lay.views} views of "
         f"{lay.size}x{lay.size} px; {lay.n_pairs} pair(s) {a['pairs']}; "
         f"{lay.n_patches} patches of {lay.patch} px",
-        f"physics     mu_water {a['mu_water']} 1/mm, hu_air {a['hu_air']} HU",
+        f"physics     mu_water {a['mu_water']} 1/mm, air_threshold_hu {air_threshold(a)} HU",
         f"size        {_mb(total)} stored, {total / max(written * lay.n_pairs, 1) / 1e3:.1f} kB "
         "per pair (" + ", ".join(f"{k} {_mb(v)}" for k, v in info["bytes"].items()) + ")",
         f"ct_dir      {a.get('ct_dir')}",

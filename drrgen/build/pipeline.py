@@ -40,6 +40,7 @@ from drrgen.store_contract import (
     StoreError,
     checksum_rows,
     create_arrays,
+    upgrade_params,
     written_blocks,
 )
 from drrgen.volume.discover import CTSource, discover_cts, hash_sources
@@ -141,7 +142,7 @@ def incompatibilities(attrs: dict, cfg: BuildConfig, table: list[dict], done) ->
         One line per problem (empty: compatible).
     """
     problems = []
-    old, new = _flatten(attrs.get("params", {})), _flatten(cfg.to_dict())
+    old, new = _flatten(upgrade_params(attrs.get("params", {}))), _flatten(cfg.to_dict())
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
             problems.append(f"{key}: store has {old.get(key)!r}, this run asks {new.get(key)!r}")
@@ -171,7 +172,7 @@ def base_attrs(cfg: BuildConfig, table: list[dict], ct_dir: str) -> dict:
         "drrgen_version": _pkg_version("xmatch"),
         "params": cfg.to_dict(),
         "mu_water": cfg.mu_water,
-        "hu_air": cfg.hu_air,
+        "air_threshold_hu": cfg.air_threshold_hu,
         "corr_definition": cfg.corr_definition,
         "patch": cfg.patch,
         "views": cfg.views,

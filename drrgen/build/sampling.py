@@ -66,7 +66,7 @@ def block_rng(seed: int, volume_id: int, block_in_volume: int) -> np.random.Gene
 
 @dataclass(frozen=True)
 class TissueIndex:
-    """Counts of tissue voxels (HU > hu_air) per cell of `cell`^3 voxels, as a summed table.
+    """Counts of tissue voxels (HU > air_threshold_hu) per cell of `cell`^3 voxels, summed.
 
     `lower_bound(start, stop)` counts the tissue in the cells fully inside a box: a cheap lower
     bound on the box's tissue voxels, used to reject crops of pure air.
@@ -80,14 +80,14 @@ class TissueIndex:
     cell: int
 
     @classmethod
-    def build(cls, hu: Volume, hu_air: float, cell: int = 4) -> TissueIndex:
+    def build(cls, hu: Volume, air_threshold_hu: float, cell: int = 4) -> TissueIndex:
         """Index of an HU volume (data (nk, nj, ni))."""
         nk, nj, ni = (max(1, s // cell) for s in hu.data.shape)
         data = hu.data
         if min(data.shape) < cell:
             cell = 1
             nk, nj, ni = data.shape
-        block = data[: nk * cell, : nj * cell, : ni * cell] > hu_air
+        block = data[: nk * cell, : nj * cell, : ni * cell] > air_threshold_hu
         counts = block.reshape(nk, cell, nj, cell, ni, cell).sum(axis=(1, 3, 5), dtype=np.int64)
         table = np.zeros((nk + 1, nj + 1, ni + 1), dtype=np.int64)
         table[1:, 1:, 1:] = counts.cumsum(0).cumsum(1).cumsum(2)

@@ -105,14 +105,16 @@ def _stamp(path: str) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=1)
-def _load_cached(path: str, series_id: str | None, stamp, mu_water: float, hu_air: float):
+def _load_cached(path: str, series_id: str | None, stamp, mu_water: float, air_threshold_hu: float):
     hu = read_ct(path, series_id=series_id)
-    if not np.any(hu.data > hu_air):
-        raise CTReadError(path, f"no tissue: every voxel is below hu_air = {hu_air:g} HU")
-    return LoadedCT(hu, hu.to_mu(mu_water), TissueIndex.build(hu, hu_air))
+    if not np.any(hu.data > air_threshold_hu):
+        raise CTReadError(
+            path, f"no tissue: every voxel is below air_threshold_hu = {air_threshold_hu:g} HU"
+        )
+    return LoadedCT(hu, hu.to_mu(mu_water), TissueIndex.build(hu, air_threshold_hu))
 
 
-def load_ct(path: str, series_id: str | None, mu_water: float, hu_air: float) -> LoadedCT:
+def load_ct(path: str, series_id: str | None, mu_water: float, air_threshold_hu: float) -> LoadedCT:
     """Read and check a CT (cached: the last one read in this process is kept).
 
     Raises:
@@ -120,7 +122,9 @@ def load_ct(path: str, series_id: str | None, mu_water: float, hu_air: float) ->
     """
     if not os.path.exists(path):
         raise CTReadError(path, "no such file or directory")
-    return _load_cached(str(path), series_id, _stamp(path), float(mu_water), float(hu_air))
+    return _load_cached(
+        str(path), series_id, _stamp(path), float(mu_water), float(air_threshold_hu)
+    )
 
 
 class Clock:
@@ -196,7 +200,7 @@ def compute_block(
             ct.hu.crop(smp.start, smp.stop),
             list(smp.views),
             patch=cfg.patch,
-            hu_air=cfg.hu_air,
+            air_threshold_hu=cfg.air_threshold_hu,
             threads=threads,
             supersample=cfg.corr_supersample,
             fraction=cfg.corr_fraction,
@@ -243,7 +247,7 @@ def run_block(task: BlockTask, job: Job) -> BlockResult:
     result = BlockResult(task.block, task.volume_id, False, task.path)
     try:
         clock = Clock()
-        ct = load_ct(task.path, task.series_id, cfg.mu_water, cfg.hu_air)
+        ct = load_ct(task.path, task.series_id, cfg.mu_water, cfg.air_threshold_hu)
         result.info = {
             "shape": list(ct.hu.shape_ijk),
             "spacing": [float(x) for x in ct.hu.spacing],

@@ -43,9 +43,9 @@ def bone_points(
     return volume.index_to_world(kji[:, ::-1].astype(np.float64))
 
 
-def tissue_points(volume: Volume, hu_air: float = -300.0) -> np.ndarray:
-    """(n, 3) LPS mm centres of every voxel with HU >= hu_air."""
-    kji = np.argwhere(volume.data >= hu_air)
+def tissue_points(volume: Volume, air_threshold_hu: float = -300.0) -> np.ndarray:
+    """(n, 3) LPS mm centres of every voxel with HU >= air_threshold_hu."""
+    kji = np.argwhere(volume.data >= air_threshold_hu)
     return volume.index_to_world(kji[:, ::-1].astype(np.float64))
 
 
@@ -105,15 +105,16 @@ def unsupported_fraction(
     view_b: View,
     c: np.ndarray,
     patch: int = 16,
-    hu_air: float = -300.0,
+    air_threshold_hu: float = -300.0,
     threshold: float = 0.05,
 ) -> float:
-    """Share of entries C >= threshold with no tissue voxel centre (HU >= hu_air) in both patches.
+    """Share of entries C >= threshold without a tissue voxel centre (HU >= air_threshold_hu)
+    in both patches.
 
     Args:
         volume: the fine HU volume the matrix was computed from.
         view_a, view_b: the pair's views; c: its (N, N) matrix (rows: view_a's patches).
     """
-    xyz = tissue_points(volume, hu_air)
+    xyz = tissue_points(volume, air_threshold_hu)
     seen = seen_pairs(patch_index(view_a, xyz, patch), patch_index(view_b, xyz, patch), len(c))
     return unsupported_share(seen, c, threshold)

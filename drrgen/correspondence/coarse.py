@@ -163,9 +163,9 @@ def sigmoid_density(hu):
     return np.reciprocal(x, out=x)
 
 
-def density_volume(volume: Volume, hu_air: float) -> np.ndarray:
-    """(nk, nj, ni) float32 sigmoid density of `volume` (air below `hu_air` is 0), memoised on
-    the root volume that `volume` was cropped from, returned for `volume`'s own box.
+def density_volume(volume: Volume, air_threshold_hu: float) -> np.ndarray:
+    """(nk, nj, ni) float32 sigmoid density of `volume` (air below `air_threshold_hu` is 0),
+    memoised on the root volume that `volume` was cropped from, returned for `volume`'s own box.
 
     An exp per fine voxel costs 5x the whole coarse pass; per CT it is paid once and every
     crop of it reads the table.
@@ -174,18 +174,18 @@ def density_volume(volume: Volume, hu_air: float) -> np.ndarray:
 
     def compute():
         dens = sigmoid_density(root.data)
-        dens[root.data < np.float32(hu_air)] = 0.0
+        dens[root.data < np.float32(air_threshold_hu)] = 0.0
         return dens
 
-    dens = root.memo(("correspondence.density", float(hu_air)), compute)
+    dens = root.memo(("correspondence.density", float(air_threshold_hu)), compute)
     nk, nj, ni = volume.data.shape
     return dens[k0 : k0 + nk, j0 : j0 + nj, i0 : i0 + ni]
 
 
 @njit(parallel=True, cache=True)
-def _area_mean(base, k0, j0, i0, k_map, j_map, i_map, hu_air, as_is, out, nj, ni):
-    """Area mean of ``max(0, 1 + HU/1000)`` (air below `hu_air` counts 0) onto `out` cells;
-    with ``as_is``, `base` already holds densities (air 0), averaged as they are.
+def _area_mean(base, k0, j0, i0, k_map, j_map, i_map, air_threshold_hu, as_is, out, nj, ni):
+    """Area mean of ``max(0, 1 + HU/1000)`` (air below `air_threshold_hu` counts 0) onto
+    `out` cells; with ``as_is``, `base` already holds densities (air 0), averaged as they are.
 
     The volume is the box ``base[k0:, j0:j0 + nj, i0:i0 + ni]`` of a C-contiguous array: a crop
     is read in place, and rows typed contiguous let the inner loops vectorise (Numba cannot
@@ -218,7 +218,7 @@ def _area_mean(base, k0, j0, i0, k_map, j_map, i_map, hu_air, as_is, out, nj, ni
                     for i in range(ni):
                         hu = src[i]
                         m = max(np.float32(0.0), np.float32(1.0) + hu * np.float32(0.001))
-                        line[i] += wk * (m if hu >= hu_air else np.float32(0.0))
+                        line[i] += wk * (m if hu >= air_threshold_hu else np.float32(0.0))
             for f in range(j_ptr[j], j_ptr[j + 1]):
                 row = acc[j_cell[f]]
                 wj = np.float32(j_w[f])
@@ -254,11 +254,11 @@ def _contiguous_box(data: np.ndarray) -> tuple[np.ndarray, int, int, int]:
 
 
 def coarse_volume(
-    volume: Volume, cells, hu_air: float = -300.0, density: str = "attenuation"
+    volume: Volume, cells, air_threshold_hu: float = -300.0, density: str = "attenuation"
 ) -> Volume:
     """Area-resample the density of an HU volume onto a coarse grid.
 
-    Fine voxels with ``HU < hu_air`` are air (0); the others count ``max(0, 1 + HU/1000)``
+    Fine voxels with ``HU < air_threshold_hu`` are air (0); the others count ``max(0, 1 + HU/1000)``
     (``density="attenuation"``) or ``sigmoid(0.005 (HU + 150))`` (``"sigmoid"``, in (0, 1)).
     The coarse grid has ``cells`` (N_i, N_j, N_k) equal cells tiling the volume's extent
     exactly (r_c = n_c / N_c fine voxels per cell, not necessarily an integer, possibly < 1);
@@ -267,7 +267,7 @@ def coarse_volume(
     Args:
         volume: HU volume, data (nk, nj, ni) (a strided crop works as is).
         cells: (3,) int cells along index axes (i, j, k), each >= 1.
-        hu_air: air threshold, HU.
+        air_threshold_hu: air threshold, HU.
         density: the fine voxel's density function, one of `DENSITIES`.
 
     Returns:
@@ -285,11 +285,11 @@ def coarse_volume(
     j_map = _axis_overlaps(int(n[1]), int(n_cells[1]))
     i_map = _axis_overlaps(int(n[0]), int(n_cells[0]))
     out = np.empty(tuple(n_cells[::-1]), dtype=np.float32)
-    values = volume.data if density == "attenuation" else density_volume(volume, hu_air)
+    values = volume.data if density == "attenuation" else density_volume(volume, air_threshold_hu)
     base, k0, j0, i0 = _contiguous_box(values)
     _area_mean(
         base, k0, j0, i0, k_map[:3], j_map[3:], i_map[:3],
-        np.float32(hu_air), density != "attenuation", out,
+        np.float32(air_threshold_hu), density != "attenuation", out,
         int(n[1]), int(n[0]),
     )  # fmt: skip
     r = n / n_cells
@@ -338,9 +338,9 @@ def _tissue(data):
 
 
 def coarse_grid(
-    volume: Volume, cells, hu_air: float = -300.0, density: str = "attenuation"
+    volume: Volume, cells, air_threshold_hu: float = -300.0, density: str = "attenuation"
 ) -> CoarseGrid:
     """`coarse_volume` plus the list of its non-air voxels (see `CoarseGrid`)."""
-    grid = coarse_volume(volume, cells, hu_air, density)
+    grid = coarse_volume(volume, cells, air_threshold_hu, density)
     vox, value = _tissue(grid.data)
     return CoarseGrid(grid, vox, value, np.linalg.inv(grid.affine))

@@ -3,7 +3,7 @@
 Definition (the paper's section 3.1, in the same cone-beam geometry as the DRRs). Two
 variants, by name (``definition``); ``paper`` is the default:
 
-1. Coarse grid: fine voxels with HU below `hu_air` are air (0), the others count their
+1. Coarse grid: fine voxels with HU below `air_threshold_hu` are air (0), the others count their
    density: ``paper``: ``d(HU) = sigmoid(0.005 (HU + 150))`` (air 0.014, fat ~0.56, soft tissue
    ~0.72, bone ~1; the paper's public code); ``peak``: ``max(0, 1 + HU/1000)``. This is
    area-resampled onto cells that tile the volume exactly and are about ``fraction`` x the
@@ -88,7 +88,7 @@ def view_footprints(
 
 
 def cached_coarse_grid(
-    volume: Volume, cells: np.ndarray, hu_air: float, density: str = "attenuation"
+    volume: Volume, cells: np.ndarray, air_threshold_hu: float, density: str = "attenuation"
 ) -> CoarseGrid:
     """`coarse_grid`, memoised on the volume (like its projector layouts).
 
@@ -96,15 +96,15 @@ def cached_coarse_grid(
     full pass over the fine volume once. The dataset builder crops afresh per sample, so there
     each sample pays it (a few ms, see benchmarks/bench_correspondence.py).
     """
-    key = ("correspondence.coarse", tuple(int(n) for n in cells), float(hu_air), density)
-    return volume.memo(key, lambda: coarse_grid(volume, cells, hu_air, density))
+    key = ("correspondence.coarse", tuple(int(n) for n in cells), float(air_threshold_hu), density)
+    return volume.memo(key, lambda: coarse_grid(volume, cells, air_threshold_hu, density))
 
 
 def correspondence(
     volume: Volume,
     views: list[View],
     patch: int = 16,
-    hu_air: float = -300.0,
+    air_threshold_hu: float = -300.0,
     threads: int | None = None,
     supersample: int = SUPERSAMPLE,
     fraction: float = PATCH_FRACTION,
@@ -116,7 +116,7 @@ def correspondence(
         volume: HU volume (data (nk, nj, ni), affine to LPS mm); a crop works as is.
         views: V >= 2 views with one detector shape (H, W), both divisible by `patch`.
         patch: patch size in detector pixels.
-        hu_air: voxels with HU below this are air.
+        air_threshold_hu: voxels with HU below this are air.
         threads: Numba threads for the kernels (None: Numba's current setting).
         supersample: s >= 1: each patch's footprint is the mean over s x s sub-rays spread
             uniformly over the patch (s = 1: its centre ray only).
@@ -146,7 +146,7 @@ def correspondence(
     out = np.empty((len(pairs), n_patch, n_patch), dtype=np.float32)
     with numba_threads(threads):
         cells = coarse_cells(volume, fraction * iso_patch_width_mm(volume, views, patch))
-        grid = cached_coarse_grid(volume, cells, hu_air, DEFINITIONS[definition])
+        grid = cached_coarse_grid(volume, cells, air_threshold_hu, DEFINITIONS[definition])
         fps = view_footprints(grid, views, patch, int(supersample))
         if paper:
             fps = [peak_normalised(fp) for fp in fps]

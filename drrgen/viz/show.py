@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from drrgen.geometry import View
+from drrgen.store_contract import air_threshold
 from drrgen.viz import figure
 
 OVERLAY_RGB = (1.0, 0.45, 0.0)
@@ -200,7 +201,7 @@ def _facts(ax, attrs, s, index, a, rc, pose, scale) -> None:
         "",
         "display: 1 - exp(-x" + (f" / {scale:.2g}" if scale != 1 else "") + "), x = line integral",
         f"mu_water {attrs['mu_water']} 1/mm",
-        f"hu_air {attrs['hu_air']} HU, patch {attrs['patch']} px",
+        f"air_threshold_hu {air_threshold(attrs)} HU, patch {attrs['patch']} px",
     ]
     ax.text(
         0.0,

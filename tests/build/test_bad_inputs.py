@@ -19,7 +19,7 @@ BAD = {
     "photo.nii.gz": "not a CT volume: the file is a PNG image",
     "flat.nii.gz": "not 3-D",
     "air.nii.gz": "all-air volume",
-    "lung.nrrd": "no tissue: every voxel is below hu_air = -300 HU",
+    "lung.nrrd": "no tissue: every voxel is below air_threshold_hu = -300 HU",
     "broken_dicom": "no DICOM series found",
     "huge.nii.gz": "too large for the C-arm",
 }

@@ -55,7 +55,9 @@ def test_store_holds_exactly_what_project_and_correspondence_return(reference, c
         for k, view in enumerate(views):
             expected = project(mu, view).astype(np.float16)
             np.testing.assert_array_equal(data["views"][i, k], expected)
-        corr = correspondence(hu.crop(start, stop), views, patch=8, hu_air=cfg.hu_air)
+        corr = correspondence(
+            hu.crop(start, stop), views, patch=8, air_threshold_hu=cfg.air_threshold_hu
+        )
         np.testing.assert_array_equal(data["corr"][i], corr.astype(np.float16))
         assert data["views"][i].max() > 0.5 and 0.5 < data["corr"][i].max() <= 1.0
 
@@ -85,6 +87,23 @@ def test_other_parameters_are_refused_unless_overwrite(reference, ct_dir, tmp_pa
         ct_dir, copy, other, IN_PROCESS, overwrite=True, progress=False, echo=lambda s: None
     )
     assert summary.written == 8 and open_store(copy).attrs["params"]["seed"] == 4
+
+
+def test_a_store_written_with_the_former_hu_air_name_still_resumes(reference, ct_dir, tmp_path):
+    url, cfg, _ = reference
+    import shutil
+
+    old = tmp_path / "old.zarr"
+    shutil.copytree(url, old)
+    group = zarr.open_group(str(old), mode="r+")
+    params = dict(group.attrs["params"])
+    params["hu_air"] = params.pop("air_threshold_hu")
+    group.attrs["params"] = params
+    group.attrs["hu_air"] = group.attrs["air_threshold_hu"]
+    del group.attrs["air_threshold_hu"]
+    again = build(ct_dir, old, cfg, IN_PROCESS, progress=False, echo=lambda s: None)
+    assert again.written == 0 and again.complete
+    verify_store(old)
 
 
 def test_changed_input_is_refused(reference, ct_dir, tmp_path):

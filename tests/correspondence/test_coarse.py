@@ -23,9 +23,11 @@ def _overlap_matrix(n, cells):
     return np.clip(np.minimum(x + 1, lo + r) - np.maximum(x, lo), 0, None) / r
 
 
-def _reference_area_mean(hu, cells, hu_air):
-    """Plain numpy area mean of max(0, 1 + HU/1000) with air below hu_air set to 0."""
-    mu = np.where(hu >= hu_air, np.maximum(0.0, 1.0 + hu.astype(np.float64) / 1000.0), 0.0)
+def _reference_area_mean(hu, cells, air_threshold_hu):
+    """Plain numpy area mean of max(0, 1 + HU/1000) with air below air_threshold_hu set to 0."""
+    mu = np.where(
+        hu >= air_threshold_hu, np.maximum(0.0, 1.0 + hu.astype(np.float64) / 1000.0), 0.0
+    )
     for axis, n_cells in enumerate(cells[::-1]):  # data axes are (k, j, i)
         weights = _overlap_matrix(hu.shape[axis], n_cells)
         mu = np.moveaxis(np.tensordot(weights, mu, axes=([1], [axis])), 0, axis)
@@ -44,7 +46,7 @@ def _reference_area_mean(hu, cells, hu_air):
 def test_area_mean_matches_numpy(cells):
     rng = np.random.default_rng(0)
     hu = rng.uniform(-1000, 2000, size=(11, 9, 13)).astype(np.float32)
-    grid = coarse_volume(Volume(hu, np.eye(4)), cells, hu_air=-300.0)
+    grid = coarse_volume(Volume(hu, np.eye(4)), cells, air_threshold_hu=-300.0)
     assert grid.data.shape == cells[::-1]
     np.testing.assert_allclose(grid.data, _reference_area_mean(hu, cells, -300.0), rtol=1e-5)
 
@@ -52,7 +54,9 @@ def test_area_mean_matches_numpy(cells):
 def test_area_mean_of_integer_blocks_is_the_block_mean():
     rng = np.random.default_rng(3)
     hu = rng.uniform(-1000, 2000, size=(8, 9, 10)).astype(np.float32)
-    grid = coarse_volume(Volume(hu, np.eye(4)), (5, 3, 2), hu_air=-1000.0)  # 2 x 3 x 4 blocks
+    grid = coarse_volume(
+        Volume(hu, np.eye(4)), (5, 3, 2), air_threshold_hu=-1000.0
+    )  # 2 x 3 x 4 blocks
     mu = np.maximum(0.0, 1.0 + hu.astype(np.float64) / 1000.0)
     blocks = mu.reshape(2, 4, 3, 3, 5, 2).mean(axis=(1, 3, 5))
     np.testing.assert_allclose(grid.data, blocks, rtol=1e-6)
@@ -63,7 +67,7 @@ def test_mass_is_conserved():
     rng = np.random.default_rng(4)
     hu = rng.uniform(-200, 1500, size=(17, 23, 19)).astype(np.float32)
     vol = Volume(hu, np.diag([0.7, 1.1, 2.0, 1.0]))
-    grid = coarse_volume(vol, (4, 6, 5), hu_air=-1000.0)
+    grid = coarse_volume(vol, (4, 6, 5), air_threshold_hu=-1000.0)
     fine = np.maximum(0.0, 1.0 + hu.astype(np.float64) / 1000.0).sum() * np.prod(vol.spacing)
     assert grid.data.astype(np.float64).sum() * np.prod(grid.spacing) == pytest.approx(fine)
 

@@ -162,7 +162,9 @@ def test_single_dense_voxel_gives_one_block_that_follows_the_projection(
     assert len(set(peaks)) == 3  # the block moved with the voxel
 
 
-def _brute_force(hu_volume, views, patch, supersample, fraction, definition, hu_air=-300.0):
+def _brute_force(
+    hu_volume, views, patch, supersample, fraction, definition, air_threshold_hu=-300.0
+):
     """The definition, literally: project each one-voxel volume with `project` onto the
     sub-ray detector (pitch patch / s pixels), average-pool s x s to patches; ``peak``: outer
     products, max, normalise; ``paper``: each projection divided by its maximum, outer product
@@ -171,7 +173,7 @@ def _brute_force(hu_volume, views, patch, supersample, fraction, definition, hu_
     paper = definition == "paper"
     width = fraction * iso_patch_width_mm(hu_volume, views, patch)
     cells = coarse_cells(hu_volume, width)
-    grid = coarse_volume(hu_volume, cells, hu_air, "sigmoid" if paper else "attenuation")
+    grid = coarse_volume(hu_volume, cells, air_threshold_hu, "sigmoid" if paper else "attenuation")
     # s dividing the patch: the plain downsampled detector; otherwise the sub-ray detector.
     fine = [
         v.downsample(patch // s) if patch % s == 0 else sub_ray_view(v, patch, s) for v in views

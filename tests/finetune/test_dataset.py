@@ -42,8 +42,9 @@ def test_items_are_deterministic_per_epoch_and_fixed_at_evaluation(mura_tree):
     aug = AugmentConfig(brightness=0.1, contrast=0.2, invert=0.5)
     train = StudyDataset(studies, 32, train=True, augment=aug, seed=3)
     item = train[3]  # the 12-image wrist study
-    assert item["views"].shape == (2, 1, 32, 32) and item["photo"].shape == (2, 3)
-    assert 0 <= item["views"].min() and item["views"].max() <= 1 and item["label"] == 0
+    assert item["view0"].shape == item["view1"].shape == (1, 32, 32)
+    assert item["photo"].shape == (2, 3) and item["label"] == 0
+    assert all(0 <= item[v].min() and item[v].max() <= 1 for v in ("view0", "view1"))
     again = train[3]
     np.testing.assert_array_equal(item["pair"], again["pair"])
     np.testing.assert_array_equal(item["photo"], again["photo"])

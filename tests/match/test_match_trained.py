@@ -97,3 +97,49 @@ def test_top1_matches_of_a_trained_run_fall_within_one_patch_of_the_truth(tmp_pa
         f"%, mean matrix {100 * frac[1, 1]:.1f} %"
     )
     assert frac[0, 0] > 0.5
+
+
+@pytest.mark.slow
+def test_an_image_matched_with_its_mirror_finds_the_mirrored_patch(tmp_path):
+    """Issue 13's acceptance check: A against fliplr(A). The true match of patch (r, c) is
+    (r, cols - 1 - c), one to one; the queries are A's patches that show tissue (a true
+    correspondence in A's own stored pair), scored as the trained-run test above."""
+    run = _trained_run()
+    if run is None:
+        pytest.skip(f"no trained run ({' or '.join(RUNS)}, or XMATCH_MATCH_RUN)")
+    matcher = load_matcher(run)
+    store = _store(run, matcher.cfg.data.stores[0])
+    if store is None:
+        pytest.skip(f"{run}: its store {matcher.cfg.data.stores[0]} is not here")
+    meta = read_meta(str(store))
+    samples = _test_samples(meta, run, int(os.environ.get("XMATCH_MATCH_PER_CT", "4")))
+    group = zarr.open_group(str(store), mode="r")
+    rows, cols = matcher.grid
+    mirror = np.arange(rows * cols).reshape(rows, cols)[:, ::-1].ravel()  # (N,) b of each a
+    lines = ["a,b,name"]
+    tissue = {}
+    for s in samples:
+        view = np.asarray(group["views"][s, 0], dtype=np.float32)  # (H, W) line integrals
+        write_png(view, tmp_path / f"s{s}.png")
+        write_png(np.ascontiguousarray(view[:, ::-1]), tmp_path / f"s{s}_mirror.png")
+        lines.append(f"s{s}.png,s{s}_mirror.png,s{s}")
+        tissue[s] = (np.asarray(group["corr"][s, 0], dtype=np.float32) > 0.2).any(axis=1)
+    (tmp_path / "pairs.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["match", "--pairs", str(tmp_path / "pairs.csv"), "--run", str(run), "--out"]
+    result = CliRunner().invoke(app, [*args, str(out), "--save-matrix", "--no-figure"])
+    assert result.exit_code == 0, result.output
+    hits = np.zeros((2, 2), int)  # (model / mean matrix, hits / queries)
+    for s in samples:
+        target = np.zeros((rows * cols,) * 2, np.float32)  # (N, N) the mirror's matches
+        target[np.flatnonzero(tissue[s]), mirror[tissue[s]]] = 1.0
+        pred = np.load(out / f"s{s}" / "matrix.npy")
+        for m, matrix in enumerate((pred, matcher.train_mean)):
+            hits[m] += top1_within(matrix, target, matcher.grid, radius=1)
+    frac = hits[:, 0] / hits[:, 1]
+    print(
+        f"\n{run}: {len(samples)} images against their mirror images, {hits[0, 1]} query "
+        f"patches; top-1 within one patch of the mirrored patch: model {100 * frac[0]:.1f} %, "
+        f"training mean matrix {100 * frac[1]:.1f} %"
+    )
+    assert frac[0] > 0.5

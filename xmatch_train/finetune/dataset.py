@@ -5,9 +5,10 @@
 by their 0.5 / 99.5 percentiles), padded with black to a centred square (aspect ratio kept),
 resized with an antialiasing bilinear filter.
 
-`StudyDataset` items (stacked by the DataLoader):
-    ``views`` (2, 1, S, S) float32 in [0, 1], the study's two views (`studies.choose_pair`);
-    ``photo`` (2, 3) float32 photometric parameters per view (contrast, brightness, invert:
+`StudyDataset` items (stacked by the DataLoader), keyed as the pretraining's pair batches:
+    ``view0``, ``view1`` (1, S, S) float32 in [0, 1], the study's two views
+        (`studies.choose_pair`);
+    ``photo`` (2, 3) float32 photometric parameters, row v for view v (contrast, brightness, invert:
         `xmatch_train.data.transforms.draw_photometric`; identity when not training);
     ``label`` float32 (1 = abnormal), ``index`` int64 study index, ``pair`` (2,) int64.
 Each item's randomness comes from ``default_rng([seed, epoch, index])``, so batches do not
@@ -111,13 +112,14 @@ class StudyDataset(Dataset):
         study = self.studies[index]
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
         pair = choose_pair(len(study.images), rng)
-        views = np.stack([self.image(study.images[k]) for k in pair])[:, None]
+        view0, view1 = (self.image(study.images[k])[None] for k in pair)  # (1, S, S) each
         if rng is not None:
             photo = np.stack([draw_photometric(rng, self.augment) for _ in pair])
         else:
             photo = np.stack([IDENTITY_PHOTOMETRIC] * 2)
         return dict(
-            views=views,
+            view0=view0,
+            view1=view1,
             photo=photo.astype(np.float32),
             label=np.float32(study.label),
             index=np.int64(index),

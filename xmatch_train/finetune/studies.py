@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import csv
 import re
-from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -350,8 +349,3 @@ def summary(studies: list[Study]) -> dict[str, dict[str, int]]:
             images=sum(len(s.images) for s in chosen),
         )
     return out
-
-
-def views_histogram(studies: list[Study]) -> dict[int, int]:
-    """Number of studies per image count."""
-    return dict(sorted(Counter(len(s.images) for s in studies).items()))

@@ -176,7 +176,7 @@ def model_inputs(
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """(views (B, 2, 1, S, S) augmented on the device, C of the clean views or None, labels)."""
     batch = to_device(batch, rt.device)
-    clean = batch["views"]
+    clean = torch.stack([batch["view0"], batch["view1"]], dim=1)  # (B, 2, 1, S, S)
     views = clean
     if augment:
         b = clean.shape[0]

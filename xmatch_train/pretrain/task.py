@@ -239,7 +239,10 @@ def resolve(cfg: PretrainConfig) -> PretrainConfig:
     m, d = cfg.model, cfg.data
     grid = None
     if m.grid is None and d.stores:
-        grid = read_meta(d.stores[0], allow_incomplete=d.allow_incomplete).grid[0]
+        try:
+            grid = read_meta(d.stores[0], allow_incomplete=d.allow_incomplete).grid[0]
+        except StoreError:  # reported where the stores are opened, after the device checks
+            pass
     return dataclasses.replace(cfg, model=resolve_sizes(m, grid))
 
 
