@@ -274,7 +274,9 @@ def _seeds(text: str | None) -> tuple[int, ...] | None:
 def match(
     a: Path = typer.Argument(None, help="image A: PNG, JPEG, TIFF (8/16 bit) or DICOM CR/DX"),
     b: Path = typer.Argument(None, help="image B, the other view"),
-    run: Path = typer.Option(..., "--run", help="correspondence run directory (xmatch pretrain)"),
+    run: Path = typer.Option(
+        ..., "--run", help="correspondence run (xmatch pretrain or finetune-corr)"
+    ),
     out: Path = typer.Option(
         ..., "--out", help="output folder (one subfolder per pair with --pairs)"
     ),
@@ -302,7 +304,7 @@ def match(
     """Predict the patch correspondences of two X-ray views with a trained run; write
     matches.json (top-k per patch of A, boxes in original pixels), matches.png, and with
     --query query.png, with --save-matrix matrix.npy."""
-    from xmatch_train.match import MatchOptions, load_matcher, match_pair, match_pairs
+    from xmatch_train.match import MatchOptions, match_pair, match_pairs
 
     out_folder(out)
     images = [p for p in (a, b) if p is not None]
@@ -318,7 +320,9 @@ def match(
         figure=figure,
     )
     options.check()  # before the model loads
-    matcher = load_matcher(run, checkpoint, device)
+    from xmatch_train.corr_finetune.evaluate import load_run
+
+    matcher = load_run(run, checkpoint, device)  # a pretraining or a finetune-corr run
     if matcher.cfg.data.display.mode != "log":
         typer.echo(
             f"note: {run} was trained with display.mode={matcher.cfg.data.display.mode}; images "

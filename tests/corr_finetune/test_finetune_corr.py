@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from xmatch_train.cli import app
 from xmatch_train.config import load_config
-from xmatch_train.corr_finetune import CorrFinetuneConfig, finetune_corr
+from xmatch_train.corr_finetune import CorrFinetuneConfig, finetune_corr, read_annotations
 from xmatch_train.corr_finetune.data import split_pairs
 
 
@@ -63,6 +63,12 @@ def test_finetune_from_the_pretrained_run(tmp_path, standin, tiny_pretrained, on
     assert record["runs"][0]["chance"]["ap"] == pytest.approx(2 / 7)
     text = (out / "table.md").read_text()
     assert "chance" in text and "training mean matrix" in text and "83.8" in text
+    pair = read_annotations(standin)[0]
+    args = ["match", pair.image0, pair.image1, "--run", run, "--out", tmp_path / "m",
+            "--no-figure", "--device", "cpu"]  # fmt: skip
+    result = CliRunner().invoke(app, list(map(str, args)))
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m" / "matches.json").read_text())["grid"] == [4, 4]
 
 
 def test_finetune_from_scratch(tmp_path, standin, one_thread):

@@ -54,6 +54,8 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu")
 
     if not is_corr_finetune_run(run_dir):
         return load_matcher(run_dir, checkpoint, device)
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"--checkpoint {checkpoint}: expected best or last")
     from xmatch_train.config import load_config
     from xmatch_train.models import model_from_checkpoint
     from xmatch_train.train import dist
