@@ -101,6 +101,7 @@ class RunScore:
     row: str
     seed: int
     metrics: dict
+    val_ap: float  # the fine-tuning's best validation AP (model selection), NaN zero-shot
     chance: dict
     mean: dict | None
     ids: list[str]
@@ -110,9 +111,10 @@ def row_name(run_dir: Path, matcher) -> str:
     """The Table-2 row of a run."""
     if not is_corr_finetune_run(run_dir):
         return f"zero-shot (pretrained {matcher.cfg.model.name})"
+    how = f"{matcher.cfg.model.name}, lr {matcher.cfg.optim.lr:g}"
     if matcher.cfg.init_from is None:
-        return f"fine-tuned from scratch ({matcher.cfg.model.name})"
-    return f"pretrained + fine-tuned ({matcher.cfg.model.name})"
+        return f"fine-tuned from scratch ({how})"
+    return f"pretrained + fine-tuned ({how})"
 
 
 def score_run(
@@ -135,8 +137,17 @@ def score_run(
     seed = int(getattr(matcher.cfg.train, "seed", 0))
     return RunScore(
         run_dir, row_name(run_dir, matcher), seed, score_entries(pred, data),
-        chance_scores(data), mean, sorted(ids),
+        _best_val(run_dir), chance_scores(data), mean, sorted(ids),
     )  # fmt: skip
+
+
+def _best_val(run_dir: Path) -> float:
+    """A finetune-corr run's best validation AP (``summary.json``), NaN otherwise."""
+    path = RunDir(run_dir).summary
+    if not is_corr_finetune_run(run_dir) or not path.is_file():
+        return math.nan
+    best = json.loads(path.read_text(encoding="utf-8")).get("best_val")
+    return math.nan if best is None else float(best)
 
 
 def _pct(values: list[float]) -> str:
@@ -149,11 +160,12 @@ def _pct(values: list[float]) -> str:
 
 
 def table(scores: list[RunScore], reference: bool = False) -> str:
-    """Markdown: one line per row (mean ± std over its seeds), the baselines, and with
+    """Markdown: one line per row (mean ± std over its seeds; test metrics, and the best
+    validation AP that selected each fine-tuned checkpoint), the baselines, and with
     `reference` the paper's Table 2."""
     lines = [
-        "| row | seeds | precision @0.2 | recall @0.2 | AP | pairs | entries |",
-        "|---|---|---|---|---|---|---|",
+        "| row | seeds | precision @0.2 | recall @0.2 | AP | pairs | entries | val AP |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     rows: dict[str, list[RunScore]] = {}
     for s in scores:
@@ -163,14 +175,14 @@ def table(scores: list[RunScore], reference: bool = False) -> str:
         lines.append(
             f"| {name} | {len(group)} | {_pct([x['precision'] for x in m])} | "
             f"{_pct([x['recall'] for x in m])} | {_pct([x['ap'] for x in m])} | "
-            f"{m[0]['pairs']} | {m[0]['entries']} |"
+            f"{m[0]['pairs']} | {m[0]['entries']} | {_pct([g.val_ap for g in group])} |"
         )
     first = scores[0]
     c = first.chance
     lines.append(
         f"| chance (constant score; AP = positive fraction) | - | {_pct([c['precision']])} | "
         f"{_pct([c['recall']])} | {_pct([c['ap']])} | {first.metrics['pairs']} | "
-        f"{first.metrics['entries']} |"
+        f"{first.metrics['entries']} | - |"
     )
     with_mean = [s for s in scores if s.mean is not None]
     if with_mean:
@@ -178,7 +190,7 @@ def table(scores: list[RunScore], reference: bool = False) -> str:
         lines.append(
             f"| training mean matrix of {with_mean[0].run.name} (no image) | - | "
             f"{_pct([b['precision']])} | {_pct([b['recall']])} | {_pct([b['ap']])} | "
-            f"{b['pairs']} | {b['entries']} |"
+            f"{b['pairs']} | {b['entries']} | - |"
         )
     if len({tuple(s.ids) for s in scores}) > 1:
         lines.append("\nnote: the runs were scored on different pairs (their own splits).")
@@ -214,8 +226,8 @@ def evaluate_annotation_runs(
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(text, encoding="utf-8")
     record = [
-        dict(run=str(s.run), row=s.row, seed=s.seed, metrics=s.metrics, chance=s.chance,
-             mean_matrix=s.mean, pairs=s.ids)
+        dict(run=str(s.run), row=s.row, seed=s.seed, metrics=s.metrics, best_val_ap=s.val_ap,
+             chance=s.chance, mean_matrix=s.mean, pairs=s.ids)
         for s in scores
     ]  # fmt: skip
     (out / "metrics.json").write_text(
