@@ -73,7 +73,7 @@ def test_finetune_from_the_pretrained_run(tmp_path, standin, tiny_pretrained, on
 
 def test_finetune_from_scratch(tmp_path, standin, one_thread):
     model = {**TINY_MODEL, "head": "prior", "grid": 4}
-    cfg = _config(tmp_path, standin, model=model)
+    _config(tmp_path, standin, model=model)  # writes cfg.yaml
     cfg = load_config(
         tmp_path / "cfg.yaml", ["data.image_size=64", "data.augment.contrast=0.2"],
         cls=CorrFinetuneConfig,
