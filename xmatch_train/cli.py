@@ -1,5 +1,5 @@
 """The ``xmatch`` command line: ``xmatch pretrain``, ``xmatch finetune``, ``xmatch finetune-table``,
-``xmatch eval`` and ``xmatch match``.
+``xmatch finetune-corr``, ``xmatch make-standin``, ``xmatch eval`` and ``xmatch match``.
 
 Heavy imports (torch, timm, zarr) happen inside the commands, so ``xmatch --help`` is fast.
 Errors go through the error path shared with `drrgen` (`drrgen.clikit`): a user's mistake is
@@ -90,16 +90,49 @@ def eval_(
     figures: int = typer.Option(4, min=0, help="sample figures per run"),
     workers: int = typer.Option(2, min=0, help="DataLoader workers"),
     allow_incomplete: bool = typer.Option(False, help="accept stores still being built"),
+    annotations: Path = typer.Option(
+        None,
+        "--annotations",
+        help="annotated pairs (JSON): score correspondence runs over the annotated entries "
+        "only (Table 2; split auto = test)",
+    ),
+    split_seed: int = typer.Option(
+        0, help="with --annotations: seed of the 60/10/30 pair split for runs without their own"
+    ),
+    paper: bool = typer.Option(
+        False, "--paper/--no-paper", help="with --annotations: add the paper's Table 2 below"
+    ),
+    device: str = typer.Option("auto", help="with --annotations: auto, cpu or cuda"),
 ) -> None:
     """Evaluate trained runs; write table.md, metrics.json and figures to OUT.
 
-    Correspondence runs are scored on --store (Table 1); fine-tuning runs (`xmatch finetune`)
-    on their own dataset's studies (Table 3; split auto = test, seeds of a row averaged).
+    Correspondence runs are scored on --store (Table 1), or over the annotated entries of
+    --annotations (Table 2: pretraining runs zero-shot, `xmatch finetune-corr` runs on their
+    own test pairs); fine-tuning runs (`xmatch finetune`) on their own dataset's studies
+    (Table 3; split auto = test, seeds of a row averaged).
     """
     from xmatch_train.finetune.report import evaluate_finetune_runs, is_finetune_run
     from xmatch_train.pretrain.report import evaluate_runs
 
     out_folder(out)
+    if annotations is not None:
+        from xmatch_train.corr_finetune import evaluate_annotation_runs
+
+        if store:
+            raise UserError("--annotations and --store: give one")
+        table = evaluate_annotation_runs(
+            annotations,
+            run,
+            out,
+            split="test" if split == "auto" else split,
+            checkpoint=checkpoint,
+            split_seed=split_seed,
+            device=device,
+            reference=paper,
+        )
+        typer.echo(table)
+        typer.echo(f"wrote {out / 'table.md'} and {out / 'metrics.json'}")
+        return
     kinds = {is_finetune_run(r) for r in run}
     if kinds == {True}:
         table = evaluate_finetune_runs(
@@ -156,6 +189,47 @@ def finetune(
     typer.echo(f"run directory: {run_dir}")
 
 
+@app.command("finetune-corr")
+def finetune_corr(
+    config: Path = typer.Option(
+        ..., "--config", "-c", help="YAML config, e.g. pipelines/table2_finetune.yaml"
+    ),
+    overrides: list[str] = typer.Argument(
+        None, help="dotted overrides, e.g. init_from=runs/pretrain_cpu/transformer optim.lr=1e-4"
+    ),
+) -> None:
+    """Fine-tune a correspondence run on annotated pairs (the paper's Table 2 protocol): the
+    loss over the annotated entries only, model selection on validation AP (resumes from
+    RUN_DIR/ckpt/last.pt; Ctrl-C prints the command that resumes it)."""
+    from xmatch_train.config import load_config
+    from xmatch_train.corr_finetune import CorrFinetuneConfig
+    from xmatch_train.corr_finetune import finetune_corr as run
+
+    with _resumable(["finetune-corr", "--config", str(config)], overrides):
+        run_dir = run(load_config(config, overrides, cls=CorrFinetuneConfig))
+    typer.echo(f"run directory: {run_dir}")
+
+
+@app.command("make-standin")
+def make_standin(
+    store: Path = typer.Option(..., "--store", help="a drrgen store of CTs never pretrained on"),
+    out: Path = typer.Option(..., "--out", help="folder for images/ and annotations.json"),
+    positives: int = typer.Option(3, min=1, help="positive point pairs per pair (C >= 0.2)"),
+    negatives: int = typer.Option(100, min=0, help="negative point pairs per pair (C == 0)"),
+    photons: float = typer.Option(2e4, min=1.0, help="unattenuated photons per pixel (noise)"),
+    seed: int = typer.Option(0, help="seed of the points and the noise"),
+) -> None:
+    """Write an offline stand-in for annotated real pairs: each store sample's two views as
+    16-bit detector-like PNGs and points drawn from its true matrix (annotations.json)."""
+    from xmatch_train.corr_finetune import StandinOptions
+    from xmatch_train.corr_finetune import make_standin as run
+
+    out_folder(out)
+    options = StandinOptions(positives=positives, negatives=negatives, photons=photons, seed=seed)
+    path, n, skipped = run(store, out, options)
+    typer.echo(f"wrote {n} pairs ({skipped} samples skipped: too few positives) to {path}")
+
+
 @app.command("finetune-table")
 def finetune_table(
     config: Path = typer.Option(
@@ -200,7 +274,9 @@ def _seeds(text: str | None) -> tuple[int, ...] | None:
 def match(
     a: Path = typer.Argument(None, help="image A: PNG, JPEG, TIFF (8/16 bit) or DICOM CR/DX"),
     b: Path = typer.Argument(None, help="image B, the other view"),
-    run: Path = typer.Option(..., "--run", help="correspondence run directory (xmatch pretrain)"),
+    run: Path = typer.Option(
+        ..., "--run", help="correspondence run (xmatch pretrain or finetune-corr)"
+    ),
     out: Path = typer.Option(
         ..., "--out", help="output folder (one subfolder per pair with --pairs)"
     ),
@@ -228,7 +304,7 @@ def match(
     """Predict the patch correspondences of two X-ray views with a trained run; write
     matches.json (top-k per patch of A, boxes in original pixels), matches.png, and with
     --query query.png, with --save-matrix matrix.npy."""
-    from xmatch_train.match import MatchOptions, load_matcher, match_pair, match_pairs
+    from xmatch_train.match import MatchOptions, match_pair, match_pairs
 
     out_folder(out)
     images = [p for p in (a, b) if p is not None]
@@ -244,7 +320,9 @@ def match(
         figure=figure,
     )
     options.check()  # before the model loads
-    matcher = load_matcher(run, checkpoint, device)
+    from xmatch_train.corr_finetune.evaluate import load_run
+
+    matcher = load_run(run, checkpoint, device)  # a pretraining or a finetune-corr run
     if matcher.cfg.data.display.mode != "log":
         typer.echo(
             f"note: {run} was trained with display.mode={matcher.cfg.data.display.mode}; images "
