@@ -12,7 +12,7 @@ from xmatch_train.finetune import FinetuneConfig
 from xmatch_train.finetune.task import check_config
 from xmatch_train.models import resolve_sizes
 
-PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
+PIPELINES = Path(__file__).resolve().parents[3] / "pipelines"
 
 
 def _vit(cfg) -> tuple:

@@ -6,7 +6,7 @@ import pytest
 from drrgen.build.config import BuildConfig, load_config
 from drrgen.geometry.poses import SamplingConfig
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_defaults_are_valid_and_documented_in_the_default_yaml():

@@ -27,7 +27,7 @@ def test_the_pipeline_config_holds_the_defaults_and_takes_overrides():
 
     from drrgen.fracture.dataset import FractureDatasetConfig, load_fracture_config
 
-    path = Path(__file__).parents[2] / "pipelines" / "fracture_synthetic.yaml"
+    path = Path(__file__).parents[3] / "pipelines" / "fracture_synthetic.yaml"
     assert load_fracture_config(path) == FractureDatasetConfig()
     cfg = load_fracture_config(path, ["phantoms=40", "views.size=64", "fracture.gap_mm=[2,4]"])
     assert (cfg.phantoms, cfg.views.size, cfg.fracture.gap_mm) == (40, 64, (2.0, 4.0))

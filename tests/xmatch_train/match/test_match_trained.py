@@ -21,7 +21,7 @@ from xmatch_train.cli import app
 from xmatch_train.data import load_split, read_meta, sample_mask
 from xmatch_train.match import load_matcher, top1_within, write_png
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RUNS = ("runs/table1_500/transformer", "runs/pretrain_cpu/transformer")
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from drrgen.build.cluster import load_slurm_config, local_shape, slurm_cluster, worker_env
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_local_shape_never_oversubscribes_by_default():

@@ -95,7 +95,7 @@ def test_the_default_model_memorises_16_pairs(tmp_path, one_thread):
         tmp_path / "s.zarr", tmp_path / "cts", n_volumes=2, samples_per_volume=8, size=128,
         patch=8, block=8,
     )  # fmt: skip
-    cfg = load_config(Path(__file__).parents[2] / "pipelines" / "pretrain_cpu.yaml")
+    cfg = load_config(Path(__file__).parents[3] / "pipelines" / "pretrain_cpu.yaml")
     torch.manual_seed(0)
     batch = _fixed_batch(str(store), 16, BatchTransform(cfg.data.display, cfg.data.image_size))
     model = build_model(cfg.model)

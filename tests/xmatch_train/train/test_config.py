@@ -9,7 +9,7 @@ import pytest
 from xmatch_train.config import ConfigError, PretrainConfig, load_config, save_config
 from xmatch_train.models import resolve_sizes
 
-PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
+PIPELINES = Path(__file__).resolve().parents[3] / "pipelines"
 
 
 @pytest.mark.parametrize("name", ["pretrain_cpu.yaml", "pretrain_gpu.yaml", "pretrain_vit_s.yaml"])
@@ -102,7 +102,7 @@ def test_grazpedwri_config_is_the_mura_one_on_another_dataset():
     from xmatch_train.config import to_dict
     from xmatch_train.finetune import FinetuneConfig
 
-    pipelines = Path(__file__).resolve().parents[2] / "pipelines"
+    pipelines = Path(__file__).resolve().parents[3] / "pipelines"
     graz = to_dict(load_config(pipelines / "finetune_grazpedwri.yaml", cls=FinetuneConfig))
     mura = to_dict(load_config(pipelines / "finetune_mura.yaml", cls=FinetuneConfig))
     assert graz["data"]["format"] == "grazpedwri" and graz["model"] == mura["model"]
