@@ -90,6 +90,12 @@ def eval_(
     figures: int = typer.Option(4, min=0, help="sample figures per run"),
     workers: int = typer.Option(2, min=0, help="DataLoader workers"),
     allow_incomplete: bool = typer.Option(False, help="accept stores still being built"),
+    render: str = typer.Option(
+        "run",
+        help="test images: run (as each run was trained), plain (no realism) or realistic "
+        "(the default realistic X-ray rendering, data.xray, with --render-seed)",
+    ),
+    render_seed: int = typer.Option(0, help="seed of the realistic renderings (--render)"),
 ) -> None:
     """Evaluate trained runs; write table.md, metrics.json and figures to OUT.
 
@@ -120,6 +126,8 @@ def eval_(
         raise UserError("--run: mix of fine-tuning and correspondence runs; evaluate apart")
     if not store:
         raise UserError("--store is required to evaluate correspondence runs")
+    if render not in ("run", "plain", "realistic"):
+        raise UserError(f"--render {render!r}: choose run, plain or realistic")
     table = evaluate_runs(
         store,
         run,
@@ -131,6 +139,8 @@ def eval_(
         figures=figures,
         workers=workers,
         allow_incomplete=allow_incomplete,
+        render=render,
+        render_seed=render_seed,
     )
     typer.echo(table)
     typer.echo(f"wrote {out / 'table.md'}, {out / 'metrics.json'} and figures in {out}/")
