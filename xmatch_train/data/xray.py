@@ -38,9 +38,10 @@ Output: (V, 1, H, W) float32 in [0, 1], bright = attenuating, as `batch.display`
 Randomness: each view's parameters come from ``numpy.random.default_rng(entropy_row)`` (all
 parameters are drawn whatever is switched on, so turning one effect off leaves the others'
 draws unchanged) and its noise from a torch generator seeded from that rng: a view renders
-the same whatever batch it is in. Training draws one entropy word per view in the DataLoader
-worker (``xray_seed``, new every epoch); validation and ``xmatch eval --render realistic``
-use ``[render_seed, store, sample, i, j, view]`` (fixed test pairs).
+the same whatever batch it is in (up to the convolutions' float rounding, about 1e-7).
+Training draws one entropy word per view in the DataLoader worker (``xray_seed``, new every
+epoch); validation and ``xmatch eval --render realistic`` use ``[render_seed, store, sample,
+i, j, view]`` (fixed test pairs).
 
 Correspondence: nothing here moves pixels, so ``corr`` stays valid. Patches outside the
 collimated field keep their target: the geometry is unchanged and the evaluation truth is the
@@ -322,12 +323,14 @@ def lowpass(x: torch.Tensor, scale: float) -> torch.Tensor:
     return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
 
 
-def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, smax: float | None = None):
     """Separable Gaussian blur of (V, 1, H, W) with per-view sigma (V,) in pixels (0: none);
-    kernels sum to 1 and borders are reflected, so the mean is kept."""
+    kernels sum to 1 and borders are reflected, so the mean is kept. The kernel radius is
+    3 `smax` (default: the largest sigma; pass the range's top so that a view's result does
+    not depend on its batch)."""
     v, _, h, w = x.shape
-    smax = float(sigma.max()) if v else 0.0
-    if smax <= 0:
+    smax = (float(sigma.max()) if v else 0.0) if smax is None else smax
+    if smax <= 0 or v == 0:
         return x
     radius = min(max(1, math.ceil(3 * smax)), (min(h, w) - 1))
     t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
@@ -446,7 +449,7 @@ def render(line_integral: torch.Tensor, entropy: np.ndarray, cfg: XrayConfig) ->
         counts = counts * (1 - marker_mask(x.shape, p, dev))
     if cfg.scatter[1] > 0:
         counts = counts + _col(p["scatter"], x) * lowpass(counts, cfg.scatter_scale)
-    counts = gaussian_blur(counts, p["blur"])
+    counts = gaussian_blur(counts, p["blur"], cfg.blur[1])
     if noisy:
         counts = add_noise(counts, p["electronic"], p["noise_seed"])
     proj = log_transform(counts, i0, floor=0.5 if noisy else 1e-6)
