@@ -16,11 +16,12 @@ Per view, in this order (counts are photons per detector pixel):
        (x, y in [-1, 1], h from U(0, ``heel``), t uniform) times the collimation mask
        (probability ``collimation``: an axis-aligned field keeping a fraction ``field`` of
        each side, zero outside: intensity only, no geometry change).
-    4. Beer-Lambert primary ``I = I0 F exp(-L) M`` with I0 the dose (log-uniform in ``dose``,
-       counts per pixel of the open beam) and M the burnt-in marker's transmission (lead
-       letter L or R, PIL's default font, probability ``markers``, opaque).
+    4. Beer-Lambert primary ``I = I0 F exp(-L)`` with I0 the dose (log-uniform in ``dose``,
+       counts per pixel of the open beam).
     5. scatter: ``I <- I + s lowpass(I)``, s (scatter-to-primary ratio) from ``scatter``;
-       the low-pass is a mean over cells ``scatter_scale`` x the side, bilinearly upsampled.
+       the low-pass is a mean over cells ``scatter_scale`` x the side, bilinearly upsampled;
+       then the burnt-in marker ``I <- I (1 - M)``: an opaque lead letter L or R on the
+       detector (PIL's default font, probability ``markers``, in a corner of the field).
     6. detector blur: Gaussian, sigma (pixels of the store image) from ``blur``.
     7. noise: Poisson quantum noise (Gaussian approximation, variance = counts) plus
        electronic Gaussian noise (std in counts from ``electronic_noise``); ``dose`` (0, 0)
@@ -104,7 +105,7 @@ class XrayConfig:
     markers: float = 0.5
     marker_size: tuple[float, float] = (0.08, 0.14)
     window_low: tuple[float, float] = (0.0, 2.0)
-    window_high: tuple[float, float] = (98.0, 100.0)
+    window_high: tuple[float, float] = (98.0, 99.5)
     gamma: tuple[float, float] = (0.7, 1.4)
     clahe: float = 0.0
     clahe_clip: float = 2.0
@@ -268,13 +269,17 @@ def field_box(params: dict, h: int, w: int) -> tuple[torch.Tensor, ...]:
 
 @functools.lru_cache(maxsize=1)
 def _glyphs() -> torch.Tensor:
-    """(2, 1, 16, 16) float32 masks of the letters L and R (PIL's default bitmap font)."""
+    """(2, 1, 32, 32) float32 masks in [0, 1] of the letters L and R, centred (PIL's default
+    font: its scalable FreeType face at 48 px where Pillow has FreeType, else its bitmap)."""
     from PIL import Image, ImageDraw, ImageFont
 
-    font = ImageFont.load_default()
+    try:
+        font = ImageFont.load_default(size=48)
+    except (TypeError, ImportError, OSError):  # old Pillow or no FreeType: the bitmap font
+        font = ImageFont.load_default()
     out = []
     for letter in "LR":
-        img = Image.new("L", (32, 32), 0)
+        img = Image.new("L", (96, 96), 0)
         draw = ImageDraw.Draw(img)
         box = draw.textbbox((0, 0), letter, font=font)
         draw.text((-box[0], -box[1]), letter, fill=255, font=font)
@@ -283,8 +288,8 @@ def _glyphs() -> torch.Tensor:
         canvas = np.zeros((side, side), np.float32)
         r0, c0 = (side - arr.shape[0]) // 2, (side - arr.shape[1]) // 2
         canvas[r0 : r0 + arr.shape[0], c0 : c0 + arr.shape[1]] = arr
-        t = torch.from_numpy(canvas)[None, None]
-        out.append(F.interpolate(t, size=(16, 16), mode="bilinear", align_corners=False)[0])
+        t = F.adaptive_avg_pool2d(torch.from_numpy(canvas)[None, None], (32, 32))
+        out.append((2 * t[0]).clamp(0, 1))  # thin strokes stay opaque after the pooling
     return torch.stack(out)
 
 
@@ -296,7 +301,7 @@ def marker_mask(shape, params: dict, device="cpu") -> torch.Tensor:
     if v == 0:
         return torch.zeros(shape, device=device)
     code = params["marker_corner"].long()
-    glyph = _glyphs().to(device)[code % 2]  # (V, 1, 16, 16)
+    glyph = _glyphs().to(device)[code % 2]  # (V, 1, 32, 32)
     top, bottom, left, right = field_box(params, h, w)
     size = params["marker_size"].float() * h  # letter height in pixels
     margin = 0.04 * h + size / 2
@@ -445,10 +450,10 @@ def render(line_integral: torch.Tensor, entropy: np.ndarray, cfg: XrayConfig) ->
     field = heel_field(x.shape, p["heel"], p["heel_angle"], dev)
     exposed = collimation_mask(x.shape, p, dev)
     counts = beer_lambert(x, i0) * field * exposed
-    if cfg.markers > 0 and bool((p["marker"] > 0.5).any()):
-        counts = counts * (1 - marker_mask(x.shape, p, dev))
     if cfg.scatter[1] > 0:
         counts = counts + _col(p["scatter"], x) * lowpass(counts, cfg.scatter_scale)
+    if cfg.markers > 0 and bool((p["marker"] > 0.5).any()):  # on the detector: blocks scatter
+        counts = counts * (1 - marker_mask(x.shape, p, dev))
     counts = gaussian_blur(counts, p["blur"], cfg.blur[1])
     if noisy:
         counts = add_noise(counts, p["electronic"], p["noise_seed"])
