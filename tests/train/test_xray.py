@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from drrgen.typed_config import ConfigError
 from xmatch_train.cli import app
-from xmatch_train.config import load_config
+from xmatch_train.config import changed_settings, load_config, to_dict
 from xmatch_train.data import PairStream, StreamOptions, make_loader, read_meta, sample_mask
 from xmatch_train.data.batch import BatchTransform
 from xmatch_train.data.xray import (
@@ -256,3 +256,12 @@ def test_train_with_realism_then_eval_plain_and_realistic(store, tmp_path):
     result = runner.invoke(app, ["eval", "--store", store, "--run", str(run), "--out",
                                  str(tmp_path / "x"), "--render", "pretty"])  # fmt: skip
     assert result.exit_code == 2 and "--render" in result.output
+
+
+def test_runs_saved_before_the_option_resume_unchanged():
+    cfg = load_config(None)
+    saved = to_dict(cfg)
+    del saved["data"]["xray"]  # a config.yaml written before data.xray existed
+    assert changed_settings(cfg, saved) == {}
+    on = load_config(None, ["data.xray.enabled=true"])
+    assert changed_settings(on, saved) == {"data.xray.enabled": (False, True)}
