@@ -103,6 +103,12 @@ def eval_(
         False, "--paper/--no-paper", help="with --annotations: add the paper's Table 2 below"
     ),
     device: str = typer.Option("auto", help="with --annotations: auto, cpu or cuda"),
+    render: str = typer.Option(
+        "run",
+        help="test images: run (as each run was trained), plain (no realism) or realistic "
+        "(the default realistic X-ray rendering, data.xray, with --render-seed)",
+    ),
+    render_seed: int = typer.Option(0, help="seed of the realistic renderings (--render)"),
 ) -> None:
     """Evaluate trained runs; write table.md, metrics.json and figures to OUT.
 
@@ -153,6 +159,8 @@ def eval_(
         raise UserError("--run: mix of fine-tuning and correspondence runs; evaluate apart")
     if not store:
         raise UserError("--store is required to evaluate correspondence runs")
+    if render not in ("run", "plain", "realistic"):
+        raise UserError(f"--render {render!r}: choose run, plain or realistic")
     table = evaluate_runs(
         store,
         run,
@@ -164,6 +172,8 @@ def eval_(
         figures=figures,
         workers=workers,
         allow_incomplete=allow_incomplete,
+        render=render,
+        render_seed=render_seed,
     )
     typer.echo(table)
     typer.echo(f"wrote {out / 'table.md'}, {out / 'metrics.json'} and figures in {out}/")

@@ -17,6 +17,8 @@ import yaml
 
 from drrgen.typed_config import ConfigError, from_dict, load_typed
 from xmatch_train.data.transforms import AugmentConfig, DisplayConfig
+from xmatch_train.data.xray import XrayConfig
+from xmatch_train.data.xray import problems as xray_problems
 from xmatch_train.metrics import MetricConfig
 from xmatch_train.models.registry import ModelConfig
 
@@ -38,6 +40,8 @@ class DataConfig:
         mode: ``drop`` or ``wrap``: how ranks are equalised (see `data.plan`).
         display: line integral -> image transform.
         augment: training augmentations.
+        xray: realistic X-ray rendering of the line integrals (`xmatch_train.data.xray`;
+            off by default), for training and validation alike.
     """
 
     stores: tuple[str, ...] = ("data/store.zarr",)
@@ -52,6 +56,7 @@ class DataConfig:
     mode: str = "drop"
     display: DisplayConfig = field(default_factory=DisplayConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    xray: XrayConfig = field(default_factory=XrayConfig)
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,9 @@ def check_ranges(cfg):
         value = getattr(part, key)
         if not ok(value):
             raise ConfigError(f"{section}.{key}: must be {must}, got {value!r}")
+    xray = getattr(getattr(cfg, "data", None), "xray", None)
+    if isinstance(xray, XrayConfig) and xray_problems(xray):
+        raise ConfigError(f"data.xray.{xray_problems(xray)[0]}")
     return cfg
 
 

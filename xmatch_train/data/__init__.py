@@ -19,6 +19,7 @@ from xmatch_train.data.transforms import (
     photometric,
     to_display,
 )
+from xmatch_train.data.xray import XrayConfig, render
 
 __all__ = [
     "AugmentConfig",
@@ -32,6 +33,7 @@ __all__ = [
     "StreamOptions",
     "VolumeSplit",
     "WorkerPlan",
+    "XrayConfig",
     "build_shards",
     "common_definition",
     "draw_photometric",
@@ -41,6 +43,7 @@ __all__ = [
     "pairs_of",
     "photometric",
     "read_meta",
+    "render",
     "sample_mask",
     "save_split",
     "shuffle_order",

@@ -3,7 +3,11 @@
 DataLoader workers only read shards and move pixels (pair choice, flips, C permutations) and
 ship float16 line integrals; the per-pixel arithmetic runs here, batch-wise in torch on the
 training device (a GPU does it for free; the 2-core CPU loader would not keep up with it).
-The arithmetic is that of `transforms.to_display` and `transforms.photometric`.
+The arithmetic is that of `transforms.to_display` and `transforms.photometric`; with
+``xray.enabled`` the display transform is replaced by the realistic renderer
+(`xmatch_train.data.xray.render`, at the store's resolution, before the resize), seeded per
+view by the batch's ``xray_seed`` (B, 2) when the worker drew one (training), else by
+``[xray.render_seed, store, sample, i, j, view]`` (validation, evaluation: fixed renderings).
 
 Input batch (from `PairStream`, see its item layout): ``drr`` (B, 2, H, W) float16,
 ``photo`` (B, 2, 3), ``corr_0to1`` (B, N, N) float16, ``info`` (B, 5) and optionally
@@ -20,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from xmatch_train.data.transforms import DisplayConfig
+from xmatch_train.data.xray import XrayConfig, eval_entropy, render
 
 
 def display(drr: torch.Tensor, cfg: DisplayConfig = DisplayConfig()) -> torch.Tensor:
@@ -51,10 +56,12 @@ class BatchTransform:
         display: line integral -> image settings.
         image_size: network input side; images are average-pooled by the integer factor
             store_size / image_size (None: keep the store's size).
+        xray: realistic rendering (replaces `display` when enabled).
     """
 
     display: DisplayConfig = field(default_factory=DisplayConfig)
     image_size: int | None = None
+    xray: XrayConfig = field(default_factory=XrayConfig)
 
     def factor(self, image_shape: tuple[int, int]) -> int:
         """The pooling factor for store images of `image_shape` (raises if not an integer)."""
@@ -72,7 +79,15 @@ class BatchTransform:
         """The network-ready, unpacked batch on `device` (see the module docstring)."""
         drr = batch["drr"].to(device, non_blocking=True)
         b, _, h, w = drr.shape
-        img = display(drr.reshape(2 * b, 1, h, w), self.display)
+        views = drr.reshape(2 * b, 1, h, w)
+        if self.xray.enabled:
+            if "xray_seed" in batch:  # training: drawn per item and epoch by the worker
+                entropy = batch["xray_seed"].reshape(2 * b, 1).numpy()
+            else:
+                entropy = eval_entropy(batch["info"], self.xray.render_seed)
+            img = render(views, entropy, self.xray)
+        else:
+            img = display(views, self.display)
         f = self.factor((h, w))
         if f > 1:
             img = F.avg_pool2d(img, f)

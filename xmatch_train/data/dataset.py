@@ -19,7 +19,9 @@ An item (a dict; the DataLoader stacks them into batches; `BatchTransform` unpac
     ``info``: (5,) int64 (i, j, volume_id, store, sample): the store's view indices shown as
         view0 and view1, the CT id, the store number and the sample index;
     ``geometry``: (2, 12) float64 view vectors (mm) of the store's detector matching the
-        (flipped) images (only with ``StreamOptions.geometry``).
+        (flipped) images (only with ``StreamOptions.geometry``);
+    ``xray_seed``: (2,) int64 seed words of the realistic rendering per view (training only,
+        drawn after every other draw, so they change nothing else; see `data.xray`).
 Each item's randomness comes from ``default_rng([seed, epoch, store, sample, item])``.
 """
 
@@ -269,6 +271,8 @@ class PairStream(IterableDataset):
         }
         if o.geometry:
             out["geometry"] = geom
+        if o.train:
+            out["xray_seed"] = rng.integers(0, 2**62, size=2, dtype=np.int64)
         return out
 
     def _perm(self, op: GridOp) -> np.ndarray:

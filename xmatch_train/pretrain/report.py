@@ -22,6 +22,7 @@ from xmatch_train.data import (
     sample_mask,
 )
 from xmatch_train.data.store import StoreError, StoreMeta
+from xmatch_train.data.xray import XrayConfig
 from xmatch_train.metrics import CorrespondenceMetrics
 from xmatch_train.models import model_from_checkpoint
 from xmatch_train.pretrain.baselines import BaselineMetrics, load_train_mean
@@ -204,6 +205,20 @@ def _unique_name(run_dir: Path, taken: dict) -> str:
     return name if name not in taken else str(run_dir)
 
 
+RENDERS = ("run", "plain", "realistic")
+
+
+def eval_rendering(cfg: PretrainConfig, render: str, seed: int) -> XrayConfig:
+    """The `XrayConfig` of ``xmatch eval --render`` (`RENDERS`) for a run configured as `cfg`."""
+    if render == "run":
+        return cfg.data.xray
+    if render == "plain":
+        return XrayConfig()
+    if render == "realistic":
+        return XrayConfig(enabled=True, render_seed=seed)
+    raise ValueError(f"--render {render!r}: choose one of {', '.join(RENDERS)}")
+
+
 def evaluate_runs(
     stores: list[str],
     runs: list[Path],
@@ -216,8 +231,15 @@ def evaluate_runs(
     figures: int = 4,
     workers: int = 2,
     allow_incomplete: bool = False,
+    render: str = "run",
+    render_seed: int = 0,
 ) -> str:
     """Evaluate each run on `stores`; write ``table.md``, ``metrics.json`` and figures to `out`.
+
+    `render` picks how the test pairs' line integrals become images: ``run`` as each run
+    was configured (``data.xray``), ``plain`` the display transform without realism,
+    ``realistic`` the default realistic renderer (`XrayConfig` defaults, enabled) with
+    `render_seed`: the same fixed renderings for every run.
 
     Returns:
         The Markdown table.
@@ -252,7 +274,9 @@ def evaluate_runs(
         )
         stream = PairStream(metas, masks, options, num_workers=workers)
         store_paths = [m.path for m in metas]
-        transform = BatchTransform(cfg.data.display, cfg.data.image_size)
+        transform = BatchTransform(
+            cfg.data.display, cfg.data.image_size, eval_rendering(cfg, render, render_seed)
+        )
         metrics = CorrespondenceMetrics(cfg.metrics)
         base = BaselineMetrics(mean, cfg.metrics)
         shown = 0

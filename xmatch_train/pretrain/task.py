@@ -117,7 +117,7 @@ class CorrespondenceTask:
             self.split = split_volumes(keys, d.val_fraction, d.test_fraction, d.split_seed)
         self.definition = common_definition(self.metas)
         self._check_model(self.metas[0])
-        self.transform = BatchTransform(d.display, d.image_size)
+        self.transform = BatchTransform(d.display, d.image_size, d.xray)
         self.transform.factor(self.metas[0].image_shape)  # fail early on a size that does not fit
         self.train_mean = self._train_mean(run_dir, resuming)
         self.train_stream = make_stream(cfg, self.metas, self.split.keys("train"), rt, train=True)
