@@ -257,76 +257,100 @@ def evaluate_runs(
         mean, definition = load_train_mean(run_dir)
         _check_store(metas, run_dir, mean, definition)
         configs[name] = cfg
-        keys = eval_keys(metas, run_dir, split)
-        masks = [sample_mask(m, keys) for m in metas]
-        if not any(m.any() for m in masks):
-            raise ValueError(
-                f"{run_dir}: no samples of split {split!r} in {list(stores)}; "
-                "use --split all to evaluate on every volume"
-            )
-        options = StreamOptions(
-            batch_size=batch_size,
-            seed=0,
-            train=False,
-            mode="all",
-            buffer=cfg.data.buffer,
-            shuffle=True,
-        )
-        stream = PairStream(metas, masks, options, num_workers=workers)
-        store_paths = [m.path for m in metas]
+        stream = _test_stream(metas, run_dir, cfg, split, batch_size, workers)
         transform = BatchTransform(
             cfg.data.display, cfg.data.image_size, eval_rendering(cfg, render, render_seed)
         )
-        metrics = CorrespondenceMetrics(cfg.metrics)
-        base = BaselineMetrics(mean, cfg.metrics)
-        shown = 0
-        total = stream.batches_per_epoch(0)
-        if max_batches is not None:
-            total = min(total, max_batches)
-        predictions = predict(model, make_loader(stream), rt, transform, max_batches, store_paths)
-        first = next(predictions, None)  # checked before the progress bar starts
-        if first is not None:
-            _check_grid(first, metas, run_dir, cfg)
-        batches = tqdm(
-            itertools.chain([first] if first is not None else [], predictions),
-            total=total,
-            desc=f"eval {name}",
-            dynamic_ncols=True,
-        )
-        for batch, pred in batches:
-            metrics.update(pred, batch["corr_0to1"])
-            base.update(batch["corr_0to1"])
-            for b in range(min(figures - shown, pred.shape[0])):
-                plot_pair(
-                    batch["view0"][b, 0].cpu().numpy(),
-                    batch["view1"][b, 0].cpu().numpy(),
-                    batch["corr_0to1"][b].cpu().numpy(),
-                    pred[b].cpu().numpy(),
-                    stream.grid,
-                    out / name / f"sample_{shown}.png",
-                    cfg.metrics.gt_threshold,
-                    f"{name}: store {int(batch['store'][b])} sample {int(batch['index'][b])} "
-                    f"views {batch['pair'][b].tolist()} (CT {int(batch['volume_id'][b])})",
-                )
-                shown += 1
-        baselines = base.compute()
+        scored = _score(model, stream, transform, mean, cfg, rt, run_dir, name, out, max_batches,
+                        figures)  # fmt: skip
         common = dict(run=str(run_dir), split=split, stores=list(stores))
-        rows[name] = dict(
-            metrics.compute(),
-            model=cfg.model.name,
-            backbone=cfg.model.backbone if cfg.model.name != "vit_s" else "ViT-S",
-            step=step,
-            seed=cfg.train.seed,
-            mean_ap=baselines["mean"]["ap"],
-            **common,
-        )
-        for kind, values in baselines.items():
-            row = dict(values, model=kind, backbone="-", step=None, **common)
-            previous = [r for r in rows.values() if r["model"] == kind]
-            if not any(_same_numbers(row, r) for r in previous):
-                rows[f"{kind} baseline ({name})"] = row
+        _add_rows(rows, name, cfg, step, *scored, common)
         if RunDir(run_dir).log.is_file():
             logs[name] = read_log(RunDir(run_dir).log)
+    return _write_outputs(out, rows, configs, logs)
+
+
+def _test_stream(metas, run_dir: Path, cfg: PretrainConfig, split: str, batch_size, workers):
+    """The run's `split` pairs of the stores, in a fixed order."""
+    keys = eval_keys(metas, run_dir, split)
+    masks = [sample_mask(m, keys) for m in metas]
+    if not any(m.any() for m in masks):
+        raise ValueError(
+            f"{run_dir}: no samples of split {split!r} in {[m.path for m in metas]}; "
+            "use --split all to evaluate on every volume"
+        )
+    options = StreamOptions(
+        batch_size=batch_size, seed=0, train=False, mode="all", buffer=cfg.data.buffer,
+        shuffle=True,
+    )  # fmt: skip
+    return PairStream(metas, masks, options, num_workers=workers)
+
+
+def _score(model, stream, transform, mean, cfg, rt, run_dir, name, out, max_batches, figures):
+    """The model's metrics and the no-image baselines' on every pair of `stream`; draws the
+    first `figures` pairs. Returns (model metrics, {baseline: metrics})."""
+    metrics = CorrespondenceMetrics(cfg.metrics)
+    base = BaselineMetrics(mean, cfg.metrics)
+    metas = stream.metas
+    total = stream.batches_per_epoch(0)
+    if max_batches is not None:
+        total = min(total, max_batches)
+    store_paths = [m.path for m in metas]
+    predictions = predict(model, make_loader(stream), rt, transform, max_batches, store_paths)
+    first = next(predictions, None)  # checked before the progress bar starts
+    if first is not None:
+        _check_grid(first, metas, run_dir, cfg)
+    batches = tqdm(
+        itertools.chain([first] if first is not None else [], predictions),
+        total=total,
+        desc=f"eval {name}",
+        dynamic_ncols=True,
+    )
+    shown = 0
+    for batch, pred in batches:
+        metrics.update(pred, batch["corr_0to1"])
+        base.update(batch["corr_0to1"])
+        for b in range(min(figures - shown, pred.shape[0])):
+            _draw(batch, pred, b, stream.grid, out / name / f"sample_{shown}.png", cfg, name)
+            shown += 1
+    return metrics.compute(), base.compute()
+
+
+def _draw(batch: dict, pred, b: int, grid, path: Path, cfg: PretrainConfig, name: str) -> None:
+    """Figure of pair `b` of a batch: both views, the true and the predicted C."""
+    plot_pair(
+        batch["view0"][b, 0].cpu().numpy(),
+        batch["view1"][b, 0].cpu().numpy(),
+        batch["corr_0to1"][b].cpu().numpy(),
+        pred[b].cpu().numpy(),
+        grid,
+        path,
+        cfg.metrics.gt_threshold,
+        f"{name}: store {int(batch['store'][b])} sample {int(batch['index'][b])} "
+        f"views {batch['pair'][b].tolist()} (CT {int(batch['volume_id'][b])})",
+    )
+
+
+def _add_rows(rows: dict, name, cfg, step, scores: dict, baselines: dict, common: dict) -> None:
+    """The run's row and its baselines' rows (a baseline equal to one already listed once)."""
+    rows[name] = dict(
+        scores,
+        model=cfg.model.name,
+        backbone=cfg.model.backbone if cfg.model.name != "vit_s" else "ViT-S",
+        step=step,
+        seed=cfg.train.seed,
+        mean_ap=baselines["mean"]["ap"],
+        **common,
+    )
+    for kind, values in baselines.items():
+        row = dict(values, model=kind, backbone="-", step=None, **common)
+        previous = [r for r in rows.values() if r["model"] == kind]
+        if not any(_same_numbers(row, r) for r in previous):
+            rows[f"{kind} baseline ({name})"] = row
+
+
+def _write_outputs(out: Path, rows: dict, configs: dict, logs: dict) -> str:
+    """``table.md`` (with the seed table), ``metrics.json`` and the curves; returns the table."""
     if logs:
         plot_curves(logs, out / "curves.png")
     table = markdown_table(rows)
