@@ -83,116 +83,6 @@ def _declare(module, name, fnty):
     return module.globals.get(name) or ir.Function(module, fnty, name)
 
 
-def _vec(n=None):
-    n = n or ROW_LANES
-    return ir.VectorType(ir.FloatType(), n), ir.VectorType(ir.IntType(32), n)
-
-
-def _vload(builder, ptr, ty):
-    v = builder.load(builder.bitcast(ptr, ty.as_pointer()))
-    v.align = 4
-    return v
-
-
-def _vstore(builder, value, ptr):
-    builder.store(value, builder.bitcast(ptr, value.type.as_pointer())).align = 4
-
-
-def _splat(builder, x, ty):
-    vf, vi = _vec()
-    one = builder.insert_element(ir.Constant(ty, ir.Undefined), x, ir.Constant(ir.IntType(32), 0))
-    return builder.shuffle_vector(
-        one, ir.Constant(ty, ir.Undefined), ir.Constant(vi, [0] * ROW_LANES)
-    )
-
-
-def _window(builder, ia, ib):
-    """Whether row loads can serve lanes at (ia, ib), and the window they would use.
-
-    Returns (ok, a_lo, b_lo, rel_a, rel_b, spread): the window starts at the smaller a and b
-    of the first and last lanes (the lanes of a group are consecutive pixels, so these are
-    the extremes, and the check proves it), rel_* are lane offsets from there.
-    """
-    i32 = ir.IntType(32)
-    vf, vi = _vec()
-    n = ROW_LANES
-
-    def ends(v, pick):  # min or max of the first and last lanes
-        x = builder.extract_element(v, ir.Constant(i32, 0))
-        y = builder.extract_element(v, ir.Constant(i32, n - 1))
-        return builder.select(builder.icmp_signed(pick, x, y), x, y)
-
-    def all_true(mask):
-        fnty = ir.FunctionType(ir.IntType(1), [mask.type])
-        reduce_and = _declare(builder.module, "llvm.vector.reduce.and.v16i1", fnty)
-        return builder.call(reduce_and, [mask])
-
-    a_lo, b_lo = ends(ia, "<"), ends(ib, "<")
-    rel_a, rel_b = (
-        builder.sub(ia, _splat(builder, a_lo, vi)),
-        builder.sub(ib, _splat(builder, b_lo, vi)),
-    )
-    spread = ends(rel_b, ">")
-    # Unsigned compares: a lane below the first/last lanes' minimum fails too.
-    ok = builder.and_(
-        all_true(builder.icmp_unsigned("<=", rel_a, ir.Constant(vi, [_MAX_A_SPAN] * n))),
-        all_true(builder.icmp_unsigned("<=", rel_b, _splat(builder, spread, vi))),
-    )
-    ok = builder.and_(ok, builder.icmp_unsigned("<=", spread, ir.Constant(i32, _MAX_ROW_SPREAD)))
-    return ok, a_lo, b_lo, rel_a, rel_b, spread
-
-
-def _fetch(builder, fdata, base, w_b, a_lo, b_lo, rel_a, rel_b, spread):
-    """The four neighbours of every lane: (f00, f01, f10, f11) at a, a + 1 of rows b, b + 1."""
-    i32, i64 = ir.IntType(32), ir.IntType(64)
-    vf, vi = _vec()
-    n = ROW_LANES
-    permute = _declare(builder.module, _PERMUTE, ir.FunctionType(vf, [vf, vi, vf]))
-    rel_a1 = builder.add(rel_a, ir.Constant(vi, [1] * n))
-    # f00, f01 (row b), f10, f11 (row b + 1); SROA keeps them in registers.
-    slots = [cgutils.alloca_once(builder, vf) for _ in range(4)]
-
-    def row(r):
-        start = builder.add(builder.mul(builder.add(b_lo, ir.Constant(i32, r)), w_b), a_lo)
-        ptr = builder.gep(fdata, [builder.sext(builder.add(start, base), i64)], inbounds=True)
-        lo = _vload(builder, ptr, vf)
-        hi = _vload(builder, builder.gep(ptr, [ir.Constant(i64, n)], inbounds=True), vf)
-        return builder.call(permute, [lo, rel_a, hi]), builder.call(permute, [lo, rel_a1, hi])
-
-    def take(slot, lanes_at, value):
-        builder.store(builder.select(lanes_at, value, builder.load(slot)), slot)
-
-    for r in range(_MAX_ROW_SPREAD + 2):
-        # Row r is row b of the lanes with rel_b == r and row b + 1 of those at r - 1.
-        need = ir.Constant(ir.IntType(1), 1)
-        if r > 1:
-            need = builder.icmp_unsigned(">=", spread, ir.Constant(i32, r - 1))
-        with builder.if_then(need, likely=r < 2):
-            g0, g1 = row(r)
-            at = builder.icmp_unsigned("==", rel_b, ir.Constant(vi, [r] * n))
-            below = builder.icmp_unsigned("==", rel_b, ir.Constant(vi, [r - 1] * n))
-            if r == 0:
-                builder.store(g0, slots[0])
-                builder.store(g1, slots[1])
-            else:
-                take(slots[0], at, g0)
-                take(slots[1], at, g1)
-            if r == 1:
-                builder.store(g0, slots[2])
-                builder.store(g1, slots[3])
-            elif r > 1:
-                take(slots[2], below, g0)
-                take(slots[3], below, g1)
-    return tuple(builder.load(x) for x in slots)
-
-
-def _lane_arrays(arrays, dtype) -> bool:
-    return all(
-        isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" and x.dtype == dtype
-        for x in arrays
-    )
-
-
 @intrinsic
 def row_step(typingctx, flat, base, w_b, kf, a0, da, b0, db, acc):
     """One interior Joseph step of ROW_LANES rays from row loads; False where it cannot.
@@ -206,67 +96,122 @@ def row_step(typingctx, flat, base, w_b, kf, a0, da, b0, db, acc):
     than 30 voxels along a or more than 6 rows, or when the target lacks AVX-512F (then
     always: the caller gathers). Arrays a0, da, b0, db and acc hold ROW_LANES float32.
     """
-    if not (_lane_arrays((flat, a0, da, b0, db, acc), types.float32) and _all_int32(base, w_b)):
+    lane_arrays = (a0, da, b0, db, acc)
+    if not all(
+        isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" for x in (flat, *lane_arrays)
+    ):
         return None
-    if kf != types.float32:
+    if not all(x.dtype == types.float32 for x in (flat, *lane_arrays)):
+        return None
+    if not (_all_int32(base, w_b) and kf == types.float32):
         return None
     sig = types.boolean(flat, types.int32, types.int32, types.float32, a0, da, b0, db, acc)
 
     def codegen(context, builder, signature, args):
         if not _has_avx512(context):
             return ir.Constant(ir.IntType(1), 0)
-        vf, vi = _vec()
+        n = ROW_LANES
+        f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
+        vf, vi = ir.VectorType(f32, n), ir.VectorType(i32, n)
         fm = ["contract"]  # as the gather loop's fastmath={"contract"}: the same FMAs
 
         def data(i):
             return context.make_array(signature.args[i])(context, builder, args[i]).data
 
-        a0v, dav, b0v, dbv = (_vload(builder, data(i), vf) for i in (4, 5, 6, 7))
-        kfv = _splat(builder, args[3], vf)
+        def vload(ptr):
+            v = builder.load(builder.bitcast(ptr, vf.as_pointer()))
+            v.align = 4
+            return v
+
+        def splat(x, ty):
+            one = builder.insert_element(ir.Constant(ty, ir.Undefined), x, ir.Constant(i32, 0))
+            return builder.shuffle_vector(
+                one, ir.Constant(ty, ir.Undefined), ir.Constant(vi, [0] * n)
+            )
+
+        def ends(v, pick):  # min or max of the first and last lanes
+            x, y = (
+                builder.extract_element(v, ir.Constant(i32, 0)),
+                builder.extract_element(v, ir.Constant(i32, n - 1)),
+            )
+            return builder.select(builder.icmp_signed(pick, x, y), x, y)
+
+        def all_true(mask):
+            fnty = ir.FunctionType(ir.IntType(1), [mask.type])
+            return builder.call(
+                _declare(builder.module, "llvm.vector.reduce.and.v16i1", fnty), [mask]
+            )
+
+        flat_v, base_v, w_b_v, kf_v = args[:4]
+        a0v, dav, b0v, dbv = (vload(data(i)) for i in (4, 5, 6, 7))
+        kfv = splat(kf_v, vf)
         pa = builder.fadd(a0v, builder.fmul(kfv, dav, flags=fm), flags=fm)
         pb = builder.fadd(b0v, builder.fmul(kfv, dbv, flags=fm), flags=fm)
         ia, ib = builder.fptosi(pa, vi), builder.fptosi(pb, vi)
         fa, fb = builder.fsub(pa, builder.sitofp(ia, vf)), builder.fsub(pb, builder.sitofp(ib, vf))
-        ok, *window = _window(builder, ia, ib)
+        a_lo, b_lo = ends(ia, "<"), ends(ib, "<")
+        rel_a, rel_b = builder.sub(ia, splat(a_lo, vi)), builder.sub(ib, splat(b_lo, vi))
+        spread = ends(rel_b, ">")
+        # Unsigned compares: a lane below the first/last lanes' minimum fails too.
+        ok = builder.and_(
+            all_true(builder.icmp_unsigned("<=", rel_a, ir.Constant(vi, [_MAX_A_SPAN] * n))),
+            all_true(builder.icmp_unsigned("<=", rel_b, splat(spread, vi))),
+        )
+        ok = builder.and_(
+            ok, builder.icmp_unsigned("<=", spread, ir.Constant(i32, _MAX_ROW_SPREAD))
+        )
         with builder.if_then(ok, likely=True):
-            f00, f01, f10, f11 = _fetch(builder, data(0), args[1], args[2], *window)
+            permute = _declare(builder.module, _PERMUTE, ir.FunctionType(vf, [vf, vi, vf]))
+            rel_a1 = builder.add(rel_a, ir.Constant(vi, [1] * n))
+            fdata = data(0)
+            # f00, f01 (row b), f10, f11 (row b + 1); SROA keeps them in registers.
+            slots = [cgutils.alloca_once(builder, vf) for _ in range(4)]
+
+            def row(r):
+                start = builder.add(
+                    builder.mul(builder.add(b_lo, ir.Constant(i32, r)), w_b_v), a_lo
+                )
+                ptr = builder.gep(
+                    fdata, [builder.sext(builder.add(start, base_v), i64)], inbounds=True
+                )
+                lo = vload(ptr)
+                hi = vload(builder.gep(ptr, [ir.Constant(i64, n)], inbounds=True))
+                return builder.call(permute, [lo, rel_a, hi]), builder.call(
+                    permute, [lo, rel_a1, hi]
+                )
+
+            def take(slot, lanes_at, value):
+                builder.store(builder.select(lanes_at, value, builder.load(slot)), slot)
+
+            for r in range(_MAX_ROW_SPREAD + 2):
+                # Row r is row b of the lanes with rel_b == r and row b + 1 of those at r - 1.
+                need = ir.Constant(ir.IntType(1), 1)
+                if r > 1:
+                    need = builder.icmp_unsigned(">=", spread, ir.Constant(i32, r - 1))
+                with builder.if_then(need, likely=r < 2):
+                    g0, g1 = row(r)
+                    at = builder.icmp_unsigned("==", rel_b, ir.Constant(vi, [r] * n))
+                    below = builder.icmp_unsigned("==", rel_b, ir.Constant(vi, [r - 1] * n))
+                    if r == 0:
+                        builder.store(g0, slots[0])
+                        builder.store(g1, slots[1])
+                    else:
+                        take(slots[0], at, g0)
+                        take(slots[1], at, g1)
+                    if r == 1:
+                        builder.store(g0, slots[2])
+                        builder.store(g1, slots[3])
+                    elif r > 1:
+                        take(slots[2], below, g0)
+                        take(slots[3], below, g1)
+            f00, f01, f10, f11 = (builder.load(s) for s in slots)
             v0 = builder.fadd(f00, builder.fmul(fa, builder.fsub(f01, f00), flags=fm), flags=fm)
             v1 = builder.fadd(f10, builder.fmul(fa, builder.fsub(f11, f10), flags=fm), flags=fm)
             t = builder.fadd(v0, builder.fmul(fb, builder.fsub(v1, v0), flags=fm), flags=fm)
-            acc_v = _vload(builder, data(8), vf)
-            _vstore(builder, builder.fadd(acc_v, t, flags=fm), data(8))
-        return ok
-
-    return sig, codegen
-
-
-@intrinsic
-def row_fetch(typingctx, flat, base, w_b, ia, ib, f00, f01, f10, f11):
-    """The four neighbours of ROW_LANES lanes at (ia, ib) from row loads; False where it cannot.
-
-    Fills f00, f01, f10, f11 with ``flat[base + b w_b + a]`` at (a, b), (a + 1, b),
-    (a, b + 1), (a + 1, b + 1) per lane, as `row_step` loads them, for the masked steps;
-    returns False, touching nothing, where `row_step` would. ia, ib hold ROW_LANES int32.
-    """
-    if not (_lane_arrays((flat, f00, f01, f10, f11), types.float32) and _all_int32(base, w_b)):
-        return None
-    if not _lane_arrays((ia, ib), types.int32):
-        return None
-    sig = types.boolean(flat, types.int32, types.int32, ia, ib, f00, f01, f10, f11)
-
-    def codegen(context, builder, signature, args):
-        if not _has_avx512(context):
-            return ir.Constant(ir.IntType(1), 0)
-        vf, vi = _vec()
-
-        def data(i):
-            return context.make_array(signature.args[i])(context, builder, args[i]).data
-
-        ok, *window = _window(builder, _vload(builder, data(3), vi), _vload(builder, data(4), vi))
-        with builder.if_then(ok, likely=True):
-            values = _fetch(builder, data(0), args[1], args[2], *window)
-            for i, value in zip((5, 6, 7, 8), values, strict=True):
-                _vstore(builder, value, data(i))
+            acc_ptr = builder.bitcast(data(8), vf.as_pointer())
+            acc_v = builder.load(acc_ptr)
+            acc_v.align = 4
+            builder.store(builder.fadd(acc_v, t, flags=fm), acc_ptr).align = 4
         return ok
 
     return sig, codegen

@@ -18,7 +18,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from drrgen.projector.intrinsics import ROW_LANES, index32, load_at, row_fetch, row_step
+from drrgen.projector.intrinsics import ROW_LANES, index32, load_at, row_step
 from drrgen.projector.noalias import NoAliasCompiler
 
 # Rays are stepped together in groups of LANES neighbouring detector pixels (one SIMD lane
@@ -29,7 +29,6 @@ from drrgen.projector.noalias import NoAliasCompiler
 # process). The block length comes from the layout itself (a power of 2, its last axis).
 LANES = ROW_LANES
 TILE_ROWS = 8
-TILE_LANES = 64
 # Interior steps load the rows their rays sample (`intrinsics.row_step`, on CPUs with
 # AVX-512) instead of gathering voxel by voxel: 1.1-1.6x faster per DRR on AMD Zen 4, whose
 # gathers cost per element. False: gathers only (the same images bitwise; tests compare).
@@ -171,13 +170,10 @@ def group_rays(axis, kmin, kmax, h, w, m, along_rows):
     n_lines, n_along = (h, w) if along_rows else (w, h)
     per_line = (n_along + LANES - 1) // LANES
     lanes = np.full((n_lines * per_line, LANES), -1, np.int64)
-    per_tile = TILE_LANES // LANES
-    n_tiles = (n_lines + TILE_ROWS - 1) // TILE_ROWS * ((per_line + per_tile - 1) // per_tile)
-    tile_ptr = np.zeros(n_tiles + 1, np.int64)
+    tile_ptr = np.zeros((n_lines + TILE_ROWS - 1) // TILE_ROWS + 1, np.int64)
     n, t = 0, 0
     for line0 in range(0, n_lines, TILE_ROWS):
-        for s in range(per_line):
-            c0 = s * LANES
+        for c0 in range(0, n_along, LANES):
             for line in range(line0, min(line0 + TILE_ROWS, n_lines)):
                 used = False
                 for lane in range(min(LANES, n_along - c0)):
@@ -186,9 +182,9 @@ def group_rays(axis, kmin, kmax, h, w, m, along_rows):
                         lanes[n, lane] = pix
                         used = True
                 n += used
-            if (s % per_tile == per_tile - 1 or s == per_line - 1) and n > tile_ptr[t]:
-                t += 1
-                tile_ptr[t] = n
+        if n > tile_ptr[t]:
+            t += 1
+            tile_ptr[t] = n
     return lanes[:n], tile_ptr[: t + 1]
 
 
@@ -200,7 +196,7 @@ def _slice_offset(k, s_blk, s_k, shift):
 
 @njit(cache=True, fastmath={"contract"}, pipeline_class=NoAliasCompiler)
 def _edge_steps(
-    flat, s_b, s_blk, s_k, shift, k0, k1, a0, da, b0, db, kmin, kmax, acc, box, row_loads, scratch
+    flat, s_b, s_blk, s_k, shift, k0, k1, a0, da, b0, db, kmin, kmax, acc, lo_a, hi_a, lo_b, hi_b
 ):
     """Add the samples on slices [k0, k1) of one group, masked: for slices near box faces.
 
@@ -209,47 +205,28 @@ def _edge_steps(
     Arrays are (LANES,) lane states from `_load_group` (a0, b0 in padded coordinates, voxel
     index + 1); `flat` is the padded layout from `Volume.axis_major_buffer`, with strides
     s_b of its b rows, s_k of its slices within a block and s_blk of its blocks of 2**shift
-    slices (a is contiguous); box is (lo_a, hi_a, lo_b, hi_b). The neighbours are fetched
-    first (`row_fetch` when `row_loads`, else or where it cannot, gathers) into `scratch`,
-    (ia, ib, f00, f01, f10, f11) of (LANES,) arrays, then weighed.
+    slices (a is contiguous).
     """
-    lo_a, hi_a, lo_b, hi_b = box
-    ia_s, ib_s, f00, f01, f10, f11 = scratch
     w_b, w_ba = np.int32(s_b), np.int32(s_b + 1)
     zero, one = np.float32(0.0), np.float32(1.0)
     for k in range(k0, k1):
         kf = np.float32(k)
         base = _slice_offset(k, s_blk, s_k, shift)
         for lane in range(LANES):
-            pa, pb = _clamped(a0[lane], da[lane], b0[lane], db[lane], kf, box)
-            ia_s[lane], ib_s[lane] = np.int32(pa), np.int32(pb)
-        if not (row_loads and row_fetch(flat, base, w_b, ia_s, ib_s, f00, f01, f10, f11)):
-            for lane in range(LANES):
-                p = index32(ib_s[lane], ia_s[lane], w_b, np.int32(0), base)
-                f00[lane], f01[lane] = load_at(flat, p, np.int32(0)), load_at(flat, p, np.int32(1))
-                f10[lane], f11[lane] = load_at(flat, p, w_b), load_at(flat, p, w_ba)
-        for lane in range(LANES):
-            pa, pb = _clamped(a0[lane], da[lane], b0[lane], db[lane], kf, box)
+            # Padded coordinates (voxel + 1) are >= 0, so truncation is floor.
+            pa = min(max(a0[lane] + kf * da[lane], np.float32(lo_a)), np.float32(hi_a + 1))
+            pb = min(max(b0[lane] + kf * db[lane], np.float32(lo_b)), np.float32(hi_b + 1))
             ia, ib = np.int32(pa), np.int32(pb)
             fa, fb = pa - np.float32(ia), pb - np.float32(ib)
             wa0 = (one - fa) if (ia > lo_a) & (ia <= hi_a) else zero
             wa1 = fa if ia < hi_a else zero
             wb0 = (one - fb) if (ib > lo_b) & (ib <= hi_b) else zero
             wb1 = fb if ib < hi_b else zero
-            v0 = wa0 * f00[lane] + wa1 * f01[lane]
-            v1 = wa0 * f10[lane] + wa1 * f11[lane]
+            p = index32(ib, ia, w_b, np.int32(0), base)
+            v0 = wa0 * load_at(flat, p, np.int32(0)) + wa1 * load_at(flat, p, np.int32(1))
+            v1 = wa0 * load_at(flat, p, w_b) + wa1 * load_at(flat, p, w_ba)
             on = (k >= kmin[lane]) & (k <= kmax[lane])
             acc[lane] += (wb0 * v0 + wb1 * v1) if on else zero
-
-
-@njit(cache=True, inline="always", fastmath={"contract"})
-def _clamped(a0, da, b0, db, kf, box):
-    """A lane's padded coordinates (a, b) on slice kf, clamped to the box's zero border."""
-    lo_a, hi_a, lo_b, hi_b = box
-    # Padded coordinates (voxel + 1) are >= 0, so truncation is floor.
-    pa = min(max(a0 + kf * da, np.float32(lo_a)), np.float32(hi_a + 1))
-    pb = min(max(b0 + kf * db, np.float32(lo_b)), np.float32(hi_b + 1))
-    return pa, pb
 
 
 @njit(cache=True, fastmath={"contract"}, pipeline_class=NoAliasCompiler)
@@ -324,13 +301,10 @@ def _step_tile(flat, strides, ranges, la0, lda, lb0, ldb, lkmin, lkmax, acc, box
         ranges: (n_g, 4) int64 per group (first, interior start, interior stop, stop).
         la0, lda, lb0, ldb, lkmin, lkmax, acc: (n_g, LANES) lane states from `_load_group`.
         box: (lo_a, hi_a, lo_b, hi_b), the crop along the in-slice axes.
-        row_loads: the step kernels try row loads first (`row_step`, `row_fetch`).
+        row_loads: interior steps try `row_step` first.
     """
+    lo_a, hi_a, lo_b, hi_b = box
     s_b, s_blk, s_k, shift = strides
-    ia_s, ib_s = np.empty(LANES, np.int32), np.empty(LANES, np.int32)
-    f00, f01 = np.empty(LANES, np.float32), np.empty(LANES, np.float32)
-    f10, f11 = np.empty(LANES, np.float32), np.empty(LANES, np.float32)
-    scratch = (ia_s, ib_s, f00, f01, f10, f11)
     first, stop = ranges[:, 0].min(), ranges[:, 3].max()
     chunk = 1 << shift
     for c in range((first >> shift) << shift, stop, chunk):
@@ -348,7 +322,7 @@ def _step_tile(flat, strides, ranges, la0, lda, lb0, ldb, lkmin, lkmax, acc, box
                 else:
                     _edge_steps(
                         flat, s_b, s_blk, s_k, shift, k0, k1, la0[g], lda[g], lb0[g], ldb[g],
-                        lkmin[g], lkmax[g], acc[g], box, row_loads, scratch,
+                        lkmin[g], lkmax[g], acc[g], lo_a, hi_a, lo_b, hi_b,
                     )  # fmt: skip
 
 
