@@ -26,12 +26,13 @@ from drrgen.projector.noalias import NoAliasCompiler
 # detector), which one thread steps through the volume one block of the layout's slices at a
 # time: in each block it reads every row of the band's voxels in memory order, a stream
 # hardware prefetchers follow. Measured on 256^3 and builder crops (benchmarks/, A/B in one
-# process). The block length comes from the layout itself (a power of 2, its last axis).
+# process). The block length comes from the layout itself (a power of 2, its third axis).
 LANES = ROW_LANES
 TILE_ROWS = 8
 # Interior steps load the rows their rays sample (`intrinsics.row_step`, on CPUs with
-# AVX-512) instead of gathering voxel by voxel: 1.1-1.6x faster per DRR on AMD Zen 4, whose
-# gathers cost per element. False: gathers only (the same images bitwise; tests compare).
+# AVX-512) instead of gathering voxel by voxel: 1.6x faster per DRR on AMD Zen 4 (whose
+# gathers cost per element) for views along an axis, 1.0-1.2x for oblique ones, whose groups
+# cross several rows. False: gathers only (the same images bitwise; tests compare).
 ROW_LOADS = True
 # Slice number beyond any volume: the start of an empty range.
 NO_SLICE = 1 << 30
