@@ -7,7 +7,7 @@ import numpy as np
 from drrgen.geometry.view import View
 from drrgen.projector import kernels
 from drrgen.runtime import numba_threads
-from drrgen.volume.volume import Volume
+from drrgen.volume.volume import LAYOUT_SLACK, Volume
 
 
 def project(volume: Volume, view: View, threads: int | None = None) -> np.ndarray:
@@ -39,7 +39,7 @@ def project(volume: Volume, view: View, threads: int | None = None) -> np.ndarra
     hi = lo + np.array(volume.shape_ijk, dtype=np.int64)
     h, w = view.shape
     for m in range(3):  # the kernels index the layouts with int32
-        if np.prod(root.axis_major_shape(m)) >= 2**31:
+        if np.prod(root.axis_major_shape(m)) + LAYOUT_SLACK >= 2**31:
             name = volume.source or "volume"
             raise ValueError(f"{name}: too large to project ({root.shape_ijk} voxels)")
     with numba_threads(threads):
@@ -56,7 +56,8 @@ def project(volume: Volume, view: View, threads: int | None = None) -> np.ndarra
             if lanes.shape[0] == 0:
                 continue
             kernels.joseph_groups(
-                root.axis_major(m),
+                root.axis_major_buffer(m),
+                np.array(root.axis_major_shape(m), np.int64),
                 tile_ptr,
                 lanes,
                 a0,
@@ -73,6 +74,7 @@ def project(volume: Volume, view: View, threads: int | None = None) -> np.ndarra
                 lo[b],
                 hi[b],
                 out,
+                kernels.ROW_LOADS,
             )
     return out.reshape(h, w)
 

@@ -15,8 +15,11 @@ import numpy as np
 
 HU_AIR = -1000.0
 
-# Slices per row of the blocks of `Volume.axis_major` (128 bytes of float32; a power of 2).
+# Slices per block of `Volume.axis_major` (a power of 2).
 SLICE_BLOCK = 32
+# Zeros after the projector's flattened layout: its row loads read up to 32 floats from a
+# row's start (`Volume.axis_major_buffer`).
+LAYOUT_SLACK = 32
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,37 +130,54 @@ class Volume:
         return Volume(mu, self.affine, self.source)
 
     def axis_major_shape(self, axis: int) -> tuple[int, int, int, int]:
-        """Shape of `axis_major(axis)`: (n_blocks, n_b + 3, n_a + 3, SLICE_BLOCK)."""
+        """Shape of `axis_major(axis)`: (n_blocks, n_b + 3, SLICE_BLOCK, n_a + 3)."""
         n = self.shape_ijk
         a, b = [c for c in range(3) if c != axis]
-        return (-(-n[axis] // SLICE_BLOCK), n[b] + 3, n[a] + 3, SLICE_BLOCK)
+        return (-(-n[axis] // SLICE_BLOCK), n[b] + 3, SLICE_BLOCK, n[a] + 3)
 
     def axis_major(self, axis: int) -> np.ndarray:
         """The data laid out for rays whose dominant index axis is `axis` (0=i, 1=j, 2=k).
 
-        Returns a float32 array of `axis_major_shape` (n_blocks, n_b + 3, n_a + 3, B), with
+        Returns a float32 array of `axis_major_shape` (n_blocks, n_b + 3, B, n_a + 3), with
         B = SLICE_BLOCK, a < b the two other index axes and n_blocks = ceil(n_axis / B), whose
-        entry [m // B, b + 1, a + 1, m % B] is the value of voxel m, a, b along (axis, a, b).
-        A row [block, b, a] holds B consecutive slices (128 bytes), so a Joseph ray (one
-        slice per step, less than one voxel sideways) reuses each cache line for 16 steps;
-        within a block, rows that neighbour along a are neighbours in memory, so the rays of
-        a detector line read long contiguous runs that hardware prefetchers follow. The zero
-        border (one in front, two behind, and slices past n_axis) lets the projector clamp
-        coordinates instead of branching. Cached per axis: every view and crop of one volume
-        share the copies (3 copies at most).
+        entry [m // B, b + 1, m % B, a + 1] is the value of voxel m, a, b along (axis, a, b).
+        A block holds B consecutive slices, row b of each after the other, so the rays of a
+        band of detector lines stepping through one block read one contiguous stretch of
+        memory that hardware prefetchers follow; within a slice, a row along a is contiguous,
+        so the neighbouring rays of a group load it with a few vector loads instead of
+        gathering voxel by voxel. The zero border (one in front, two behind, and slices past
+        n_axis) lets the projector clamp coordinates instead of branching. Cached per axis:
+        every view and crop of one volume share the copies (3 copies at most). The array is
+        the start of `axis_major_buffer(axis)`.
         """
         if axis not in self._cache:
-            # data is [k, j, i]: array axis of index axis c is 2 - c.
-            a, b = [c for c in range(3) if c != axis]
-            arr = np.transpose(self.data, (2 - b, 2 - a, 2 - axis))
-            n_b, n_a, n_m = arr.shape
-            out = np.zeros(self.axis_major_shape(axis), dtype=np.float32)
-            full, rest = divmod(n_m, SLICE_BLOCK)
-            inner = out[:, 1 : n_b + 1, 1 : n_a + 1]
-            if full:
-                blocks = arr[:, :, : SLICE_BLOCK * full].reshape(n_b, n_a, full, SLICE_BLOCK)
-                inner[:full] = blocks.transpose(2, 0, 1, 3)
-            if rest:
-                inner[full, :, :, :rest] = arr[:, :, SLICE_BLOCK * full :]
-            self._cache[axis] = out
+            shape = self.axis_major_shape(axis)
+            self._cache[axis] = self.axis_major_buffer(axis)[: np.prod(shape)].reshape(shape)
         return self._cache[axis]
+
+    def axis_major_buffer(self, axis: int) -> np.ndarray:
+        """`axis_major(axis)` flattened, followed by LAYOUT_SLACK zeros (the projector's input).
+
+        The projector loads a window of 2 x 16 floats from the start of the row segment its
+        16 rays need, which may run past the last row: the slack keeps those loads inside the
+        allocation (their extra values are never used).
+        """
+
+        def make():
+            a, b = [c for c in range(3) if c != axis]
+            # data is [k, j, i]: array axis of index axis c is 2 - c.
+            arr = np.transpose(self.data, (2 - b, 2 - axis, 2 - a))
+            n_b, n_m, n_a = arr.shape
+            shape = self.axis_major_shape(axis)
+            buf = np.zeros(int(np.prod(shape)) + LAYOUT_SLACK, dtype=np.float32)
+            out = buf[: buf.size - LAYOUT_SLACK].reshape(shape)
+            full, rest = divmod(n_m, SLICE_BLOCK)
+            inner = out[:, 1 : n_b + 1, :, 1 : n_a + 1]
+            if full:
+                blocks = arr[:, : SLICE_BLOCK * full].reshape(n_b, full, SLICE_BLOCK, n_a)
+                inner[:full] = blocks.transpose(1, 0, 2, 3)
+            if rest:
+                inner[full, :, :rest] = arr[:, SLICE_BLOCK * full :]
+            return buf
+
+        return self.memo(("axis_major_buffer", axis), make)

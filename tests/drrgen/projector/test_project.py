@@ -226,6 +226,26 @@ def test_layout_block_length_is_read_at_run_time(monkeypatch, block):
     monkeypatch.setattr(volume_module, "SLICE_BLOCK", block)
     vol = Volume(data, affine)
     got = project(vol.crop((2, 3, 1), (30, 27, 38)), view)
-    layouts = [v for k, v in vol._cache.items() if isinstance(k, int)]  # the ones projected
-    assert layouts and all(lay.shape[3] == block for lay in layouts)
+    projected = [k[1] for k in vol._cache if isinstance(k, tuple) and k[0] == "axis_major_buffer"]
+    assert projected and all(vol.axis_major(m).shape[2] == block for m in projected)
     assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("angles", [(0, 0), (35, 15), (135, 20), (-70, 40)])
+def test_row_loads_give_the_gathers_images_bitwise(monkeypatch, angles):
+    # Interior steps load rows where the lanes' span allows (AVX-512 CPUs) and gather
+    # elsewhere; both orders of operations are the same, so the images must be too. Oblique
+    # views spread a group over several rows; the crop leaves empty lanes at its edges.
+    rng = np.random.default_rng(6)
+    shape = (61, 47, 53)
+    vol = Volume(rng.random(shape[::-1], dtype=np.float32), centred(oblique_affine(), shape))
+    view = carm_view(
+        *angles, source_to_isocenter_mm=300, source_to_detector_mm=500, pixel_mm=0.9,
+        shape=(70, 66),
+    )  # fmt: skip
+    for volume in (vol, vol.crop((3, 5, 2), (50, 44, 58))):
+        rows = project(volume, view)
+        monkeypatch.setattr(kernels, "ROW_LOADS", False)
+        gathers = project(volume, view)
+        monkeypatch.setattr(kernels, "ROW_LOADS", True)
+        assert np.abs(rows).max() > 0 and np.array_equal(rows, gathers)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from drrgen.volume import Volume
-from drrgen.volume.volume import SLICE_BLOCK
+from drrgen.volume.volume import LAYOUT_SLACK, SLICE_BLOCK
 
 
 def test_crop_keeps_physical_positions(ct_volume):
@@ -43,12 +43,16 @@ def test_axis_major_layout(axis):
     n = (7, 20, 35)
     a, b = [c for c in range(3) if c != axis]
     blocks = -(-n[axis] // SLICE_BLOCK)
-    assert lay.shape == (blocks, n[b] + 3, n[a] + 3, SLICE_BLOCK)
+    assert lay.shape == (blocks, n[b] + 3, SLICE_BLOCK, n[a] + 3)
     for _ in range(50):
         ijk = [int(rng.integers(0, n[c])) for c in range(3)]
         m = ijk[axis]
-        got = lay[m // SLICE_BLOCK, ijk[b] + 1, ijk[a] + 1, m % SLICE_BLOCK]
+        got = lay[m // SLICE_BLOCK, ijk[b] + 1, m % SLICE_BLOCK, ijk[a] + 1]
         assert got == data[ijk[2], ijk[1], ijk[0]]
     # Everything else is the zero border.
     assert lay.sum(dtype=np.float64) == pytest.approx(data.sum(dtype=np.float64), rel=1e-6)
     assert vol.axis_major(axis) is lay  # cached
+    # The projector's input: the same values, then zeros its row loads may run into.
+    buf = vol.axis_major_buffer(axis)
+    assert np.shares_memory(buf, lay) and buf.size == lay.size + LAYOUT_SLACK
+    assert np.array_equal(buf[: lay.size], lay.ravel()) and not buf[lay.size :].any()
