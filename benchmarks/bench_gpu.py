@@ -107,14 +107,15 @@ def main() -> None:
         peak = torch.cuda.max_memory_allocated() / 2**20 if on_gpu else float("nan")
         results[size] = gpu
         print(
-            f"{size}x{size} from {args.n}^3: torch on {args.device} {gpu:,.0f} DRRs/s, "
-            f"Numba CPU ({args.threads} threads) {cpu:,.0f} DRRs/s, ratio {gpu / cpu:.1f}x; "
+            f"{size}x{size} from {args.n}^3: torch on {args.device} {gpu:,.4g} DRRs/s "
+            f"({1e3 / gpu:.4g} ms each), Numba CPU ({args.threads} threads) {cpu:,.4g} DRRs/s "
+            f"({1e3 / cpu:.4g} ms), torch / Numba {gpu / cpu:.3g}x; "
             f"max relative difference {diff:.1e}; peak GPU memory {peak:,.0f} MiB"
         )
     print(
         f"nanodrr (reported, not measured here): about {NANODRR_DRRS_PER_S:,} DRRs/s at "
         f"200x200 with Triton on an RTX 6000 Ada; ours at 200x200 on {args.device}: "
-        f"{results[200]:,.0f} DRRs/s ({results[200] / NANODRR_DRRS_PER_S:.1%} of it; other "
+        f"{results[200]:,.4g} DRRs/s ({results[200] / NANODRR_DRRS_PER_S:.2%} of it; other "
         "GPU, one view per call)"
     )
 
