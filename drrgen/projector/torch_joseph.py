@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from drrgen.errors import UserError
+from drrgen.errors import DeviceError
 from drrgen.geometry.view import View
 from drrgen.projector import kernels
 from drrgen.runtime import numba_threads
@@ -36,10 +36,6 @@ from drrgen.volume.volume import Volume
 SAMPLES_PER_STEP = 1 << 22
 # At most this many rays per batch (a 256x256 detector in one).
 RAY_BATCH = 1 << 16
-
-
-class DeviceError(UserError):
-    """A projector device that cannot be used: unknown, torch missing, or no such GPU."""
 
 
 def parse_device(device) -> str | None:
