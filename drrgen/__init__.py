@@ -16,6 +16,7 @@ from drrgen._lazy import lazy_names
 # public name -> the module that defines it
 _API = {
     "CTReadError": "drrgen.errors",
+    "DeviceError": "drrgen.errors",
     "DrrgenError": "drrgen.errors",
     "UserError": "drrgen.errors",
     "View": "drrgen.geometry",

@@ -30,3 +30,8 @@ class CTReadError(UserError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+class DeviceError(UserError):
+    """A projector device that cannot be used: an unknown name, PyTorch missing, or CUDA asked
+    for where there is no GPU (`drrgen.project(..., device=...)`, `drrgen build --device`)."""

@@ -90,6 +90,21 @@ def interrupted_when(path, min_step: int = 2, timeout: float = 60):
         signal.signal(signal.SIGINT, previous)
 
 
+def box_chords(volume: Volume, view) -> np.ndarray:
+    """(H, W) mm length of each source->pixel segment inside the voxel box [-0.5, n - 0.5]."""
+    inv = np.linalg.inv(volume.affine)
+    s = inv[:3, :3] @ view.source + inv[:3, 3]
+    p = view.pixel_centers() @ inv[:3, :3].T + inv[:3, 3]
+    d = p - s
+    lo, hi = -0.5, np.array(volume.shape_ijk) - 0.5
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_a, t_b = (lo - s) / d, (hi - s) / d
+    t0 = np.clip(np.nanmax(np.minimum(t_a, t_b), axis=-1), 0, 1)
+    t1 = np.clip(np.nanmin(np.maximum(t_a, t_b), axis=-1), 0, 1)
+    length = np.linalg.norm(view.pixel_centers() - view.source, axis=-1)
+    return np.maximum(t1 - t0, 0) * length
+
+
 def tiny_ct(shift: int = 0, shape=(40, 36, 32)) -> Volume:
     """A (nk, nj, ni) HU volume: an elliptic soft-tissue cylinder with an off-centre bone rod,
     on an anisotropic, rotated grid with an offset origin."""

@@ -100,6 +100,11 @@ def build(
         False, help="Delete an existing store built with other parameters and start over."
     ),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    device: str = typer.Option(
+        "cpu",
+        help="Where DRRs are rendered: cpu (Numba) or cuda / cuda:N (torch on the GPU; "
+        "correspondence stays on the CPU). Stores agree across devices to 1e-5 relative.",
+    ),
 ) -> None:
     """Build (or resume) a Zarr store of DRR samples with correspondence matrices.
 
@@ -108,7 +113,9 @@ def build(
     """
     from drrgen.build import ClusterOptions
     from drrgen.build import build as run_build
+    from drrgen.projector.torch_joseph import parse_device
 
+    parse_device(device)  # one-line error before anything is created (e.g. no GPU)
     local_out_folder(out)
     options = _storage_options(storage_options)
     cfg = load_config(config, overrides)
@@ -125,6 +132,7 @@ def build(
         storage_options=options,
         progress=progress,
         echo=lambda s: typer.echo(s, err=True),
+        device=device,
     )
     typer.echo(summary.format())
     if summary.failed:

@@ -6,11 +6,14 @@ import numpy as np
 
 from drrgen.geometry.view import View
 from drrgen.projector import kernels
+from drrgen.projector.torch_joseph import parse_device, project_torch
 from drrgen.runtime import numba_threads
 from drrgen.volume.volume import LAYOUT_SLACK, Volume
 
 
-def project(volume: Volume, view: View, threads: int | None = None) -> np.ndarray:
+def project(
+    volume: Volume, view: View, threads: int | None = None, device: str | None = None
+) -> np.ndarray:
     """Line integrals of `volume` along the rays from the source to every pixel centre.
 
     Args:
@@ -19,6 +22,10 @@ def project(volume: Volume, view: View, threads: int | None = None) -> np.ndarra
         view: the cone-beam geometry, in the volume's physical frame (LPS, mm).
         threads: Numba threads (default: Numba's current setting). Results are bitwise
             identical for any thread count.
+        device: None or "cpu": the Numba CPU projector. "cuda", "cuda:N" (any torch device)
+            or "torch:<dev>" (e.g. "torch:cpu"): the torch projector there
+            (`drrgen.projector.torch_joseph`), which agrees with the Numba one to float32
+            rounding (<= 1e-5 of the image's maximum) and is bitwise repeatable per device.
 
     Returns:
         (H, W) float32 line integrals in units of value x mm (dimensionless for mu in 1/mm),
@@ -26,9 +33,13 @@ def project(volume: Volume, view: View, threads: int | None = None) -> np.ndarra
         interpolation ramps to zero over one voxel beyond the edge (zero-padded borders).
 
     Raises:
+        DeviceError (a UserError): torch missing, unknown device, or CUDA not available.
         ValueError: the (root) volume is too large for 32-bit indices: its projector layout
             would hold 2**31 floats (8 GiB) or more.
     """
+    torch_device = parse_device(device)
+    if torch_device is not None:
+        return project_torch(volume, view, torch_device, threads)
     root, offset = volume.root
     inv = np.linalg.inv(root.affine)
     lin, shift = inv[:3, :3], inv[:3, 3]

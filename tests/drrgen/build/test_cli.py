@@ -3,6 +3,7 @@
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+import torch
 import zarr
 from typer.testing import CliRunner
 
@@ -97,3 +98,13 @@ def test_show_writes_a_figure(store, tmp_path):
     assert img.shape[0] > 500 and img.shape[1] > 900 and np.ptp(img[..., :3]) > 0.5
     result = CliRunner().invoke(app, ["show", str(store), "--index", "9", "--out", str(fig)])
     assert result.exit_code == 2 and "out of range" in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is there")
+def test_device_cuda_without_a_gpu_is_refused_in_one_line(ct_dir, tmp_path):
+    out = tmp_path / "s.zarr"
+    args = ["build", "--ct-dir", str(ct_dir), "--out", str(out), *ARGS, "--device", "cuda"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == "error: device cuda: CUDA is not available (no GPU visible)"
+    assert not out.exists()

@@ -209,3 +209,20 @@ def test_a_cluster_without_workers_is_reported_not_waited_for_forever(ct_dir, ti
             tasks = [BlockTask(0, 0, 0, str(ct_dir / "a" / "ct0.nii.gz"))]
             with pytest.raises(RuntimeError, match="no Dask worker for 0 s.*rerun"):
                 list(_run_tasks(runner, tasks, job))
+
+
+def test_torch_device_store_agrees_with_the_cpu_store(reference, ct_dir, tmp_path):
+    # `device` is a run-time option: same parameters, so the same store (no --overwrite
+    # needed to resume on another device), DRRs equal to float16 rounding of 1e-5 relative
+    # differences, everything else bitwise (correspondence stays on the CPU).
+    url, cfg, _ = reference
+    out = tmp_path / "torch.zarr"
+    build(ct_dir, out, cfg, IN_PROCESS, progress=False, echo=lambda s: None, device="torch:cpu")
+    ref, got = _arrays(url), _arrays(out)
+    for name in ARRAY_NAMES:
+        if name != "views":
+            np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+    a, b = ref["views"].astype(np.float32), got["views"].astype(np.float32)
+    # float16 keeps 11 bits: a 1e-6 difference may flip the last one (2**-11 relative).
+    assert np.all(np.abs(a - b) <= 2.0**-10 * np.abs(a)), "views differ beyond float16 rounding"
+    assert np.mean(a == b) > 0.99

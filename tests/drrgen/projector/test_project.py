@@ -2,26 +2,11 @@
 
 import numpy as np
 import pytest
-from helpers import ball_volume, centred, oblique_affine
+from helpers import ball_volume, box_chords, centred, oblique_affine
 
 from drrgen.geometry import View, carm_view
 from drrgen.projector import kernels, project
 from drrgen.volume import Volume
-
-
-def box_chords(volume: Volume, view: View) -> np.ndarray:
-    """(H, W) mm length of each source->pixel segment inside the voxel box [-0.5, n - 0.5]."""
-    inv = np.linalg.inv(volume.affine)
-    s = inv[:3, :3] @ view.source + inv[:3, 3]
-    p = view.pixel_centers() @ inv[:3, :3].T + inv[:3, 3]
-    d = p - s
-    lo, hi = -0.5, np.array(volume.shape_ijk) - 0.5
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t_a, t_b = (lo - s) / d, (hi - s) / d
-    t0 = np.clip(np.nanmax(np.minimum(t_a, t_b), axis=-1), 0, 1)
-    t1 = np.clip(np.nanmin(np.maximum(t_a, t_b), axis=-1), 0, 1)
-    length = np.linalg.norm(view.pixel_centers() - view.source, axis=-1)
-    return np.maximum(t1 - t0, 0) * length
 
 
 def test_point_source_inside_is_rejected_gracefully():
