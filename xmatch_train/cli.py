@@ -226,7 +226,12 @@ def make_standin(
     out: Path = typer.Option(..., "--out", help="folder for images/ and annotations.json"),
     positives: int = typer.Option(3, min=1, help="positive point pairs per pair (C >= 0.2)"),
     negatives: int = typer.Option(100, min=0, help="negative point pairs per pair (C == 0)"),
-    photons: float = typer.Option(2e4, min=1.0, help="unattenuated photons per pixel (noise)"),
+    render: str = typer.Option(
+        "realistic",
+        help="realistic (the realistic X-ray renderer, data.xray defaults) or simple "
+        "(Beer-Lambert, Poisson noise at --photons, log, window)",
+    ),
+    photons: float = typer.Option(2e4, min=1.0, help="with --render simple: photons per pixel"),
     seed: int = typer.Option(0, help="seed of the points and the noise"),
 ) -> None:
     """Write an offline stand-in for annotated real pairs: each store sample's two views as
@@ -235,7 +240,9 @@ def make_standin(
     from xmatch_train.corr_finetune import make_standin as run
 
     out_folder(out)
-    options = StandinOptions(positives=positives, negatives=negatives, photons=photons, seed=seed)
+    options = StandinOptions(
+        positives=positives, negatives=negatives, render=render, photons=photons, seed=seed
+    )
     path, n, skipped = run(store, out, options)
     typer.echo(f"wrote {n} pairs ({skipped} samples skipped: too few positives) to {path}")
 

@@ -19,6 +19,8 @@ from drrgen.errors import UserError
 from xmatch_train.corr_finetune.annotations import AnnotatedPair, write_annotations
 from xmatch_train.corr_finetune.entries import patch_centre
 
+RENDERS = ("realistic", "simple")
+
 
 @dataclass(frozen=True)
 class StandinOptions:
@@ -29,7 +31,10 @@ class StandinOptions:
         negatives: negative point pairs per pair (entries with C <= `neg_max`).
         pos_min: lowest C of a positive (0.2, the metrics' threshold).
         neg_max: highest C of a negative (0: no shared tissue at all).
-        photons: unattenuated photons per pixel (the dose of `detector_image`).
+        render: ``realistic`` (default: `realistic_image`, the training-time realistic X-ray
+            renderer `xmatch_train.data.xray` with its default ranges, one fixed draw per
+            image) or ``simple`` (`detector_image`: Beer-Lambert, Poisson noise, log, window).
+        photons: unattenuated photons per pixel of the ``simple`` look.
         seed: seed of the points and the noise.
     """
 
@@ -37,6 +42,7 @@ class StandinOptions:
     negatives: int = 100
     pos_min: float = 0.2
     neg_max: float = 0.0
+    render: str = "realistic"
     photons: float = 2e4
     seed: int = 0
 
@@ -64,6 +70,27 @@ def detector_image(
     lo, hi = np.percentile(log, [0.1, 99.9])
     x = np.clip((log - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
     return np.round(x * 65535).astype(np.uint16)
+
+
+def realistic_image(line_integral: np.ndarray, entropy: list[int]) -> np.ndarray:
+    """A DRR rendered as a radiograph by `xmatch_train.data.xray.render` (default ranges of
+    `XrayConfig`: dose noise, blur, scatter, heel, collimation, L/R markers, window, gamma),
+    drawn from the seed words `entropy`, as a 16-bit image (bone bright).
+
+    Args:
+        line_integral: (H, W) line integrals of mu (dimensionless).
+        entropy: the image's seed words (e.g. [seed, sample, view]).
+
+    Returns:
+        (H, W) uint16.
+    """
+    import torch
+
+    from xmatch_train.data.xray import XrayConfig, render
+
+    x = torch.from_numpy(np.asarray(line_integral, np.float32))[None, None]  # (1, 1, H, W)
+    img = render(x, np.asarray([entropy], np.int64), XrayConfig(enabled=True))[0, 0]
+    return np.round(img.numpy().astype(np.float64) * 65535).astype(np.uint16)
 
 
 def sample_points(corr: np.ndarray, grid: tuple[int, int], size: tuple[int, int], rng, options):
@@ -102,6 +129,8 @@ def make_standin(store: str | Path, out: str | Path, options: StandinOptions = S
 
     from xmatch_train.data.store import read_meta
 
+    if options.render not in RENDERS:
+        raise UserError(f"--render {options.render!r}: choose one of {', '.join(RENDERS)}")
     meta = read_meta(str(store))
     group = zarr.open_group(str(store), mode="r")
     shape, grid = tuple(meta.image_shape), tuple(meta.grid)
@@ -120,7 +149,11 @@ def make_standin(store: str | Path, out: str | Path, options: StandinOptions = S
         names = []
         for v in (0, 1):
             name = f"images/pair{s:05d}_view{v}.png"
-            Image.fromarray(detector_image(views[v], rng, options.photons)).save(out / name)
+            if options.render == "realistic":
+                image = realistic_image(views[v], [options.seed, s, v])
+            else:
+                image = detector_image(views[v], rng, options.photons)
+            Image.fromarray(image).save(out / name)
             names.append(str(out / name))
         pairs.append(AnnotatedPair(f"pair{s:05d}", names[0], names[1], *map(tuple, points)))
     if not pairs:

@@ -42,3 +42,15 @@ def test_detector_image_is_bone_bright_and_noisy():
     img = detector_image(line, rng, photons=1e4).astype(float)
     assert img[:, 16:].mean() > img[:, :16].mean() + 30000
     assert img[:, 16:].std() > 0  # Poisson noise
+
+
+def test_realistic_images_are_fixed_per_seed_and_look_like_radiographs():
+    from xmatch_train.corr_finetune.standin import realistic_image
+
+    line = np.zeros((64, 64), np.float32)
+    line[:, 32:] = 2.0  # a thick absorber on the right
+    a, b = realistic_image(line, [0, 1, 0]), realistic_image(line, [0, 1, 0])
+    assert a.dtype == np.uint16 and a.shape == (64, 64)
+    np.testing.assert_array_equal(a, b)  # one fixed draw per seed words
+    assert not np.array_equal(a, realistic_image(line, [0, 2, 0]))
+    assert np.median(a[16:48, 40:56]) > np.median(a[16:48, 8:24])  # bone bright
