@@ -105,6 +105,7 @@ class RunScore:
     chance: dict
     mean: dict | None
     ids: list[str]
+    cfg: object = None  # the run's config: runs that differ in more than the seed get own rows
 
 
 def row_name(run_dir: Path, matcher) -> str:
@@ -137,7 +138,7 @@ def score_run(
     seed = int(getattr(matcher.cfg.train, "seed", 0))
     return RunScore(
         run_dir, row_name(run_dir, matcher), seed, score_entries(pred, data),
-        _best_val(run_dir), chance_scores(data), mean, sorted(ids),
+        _best_val(run_dir), chance_scores(data), mean, sorted(ids), matcher.cfg,
     )  # fmt: skip
 
 
@@ -159,6 +160,20 @@ def _pct(values: list[float]) -> str:
     return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}"
 
 
+def _rows(scores: list[RunScore]) -> list[tuple[str, list[RunScore]]]:
+    """Runs grouped as seeds of one row only when their settings differ in ``train.seed``
+    alone (`seed_groups`); a row label shared by several groups names each group's first run."""
+    from xmatch_train.pretrain.report import seed_groups
+
+    configs = {str(i): s.cfg for i, s in enumerate(scores)}
+    groups = [[scores[int(i)] for i in g] for g in seed_groups(configs)]
+    labels = [g[0].row for g in groups]
+    return [
+        (label if labels.count(label) == 1 else f"{label} [{g[0].run.name}]", g)
+        for label, g in zip(labels, groups, strict=True)
+    ]
+
+
 def table(scores: list[RunScore], reference: bool = False) -> str:
     """Markdown: one line per row (mean ± std over its seeds; test metrics, and the best
     validation AP that selected each fine-tuned checkpoint), the baselines, and with
@@ -168,8 +183,8 @@ def table(scores: list[RunScore], reference: bool = False) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     rows: dict[str, list[RunScore]] = {}
-    for s in scores:
-        rows.setdefault(s.row, []).append(s)
+    for name, group in _rows(scores):
+        rows[name] = group
     for name, group in rows.items():
         m = [g.metrics for g in group]
         lines.append(

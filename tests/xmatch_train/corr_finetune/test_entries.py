@@ -73,3 +73,25 @@ def test_dense_target_keeps_positive_on_conflict():
     e = pair_entries(pair, frame, frame, (16, 16))
     target, mask = e.dense(256)
     assert target[0, 0] == 1 and mask[0, 0] == 1 and mask[15, 0] == 1 and mask.sum() == 2
+
+
+def test_runs_are_seeds_of_one_row_only_when_they_differ_in_the_seed_alone():
+    from dataclasses import replace
+    from pathlib import Path
+
+    from xmatch_train.config import PretrainConfig
+    from xmatch_train.corr_finetune.evaluate import RunScore, _rows
+
+    base = PretrainConfig()
+    seed1 = replace(base, train=replace(base.train, seed=1))
+    other = replace(base, optim=replace(base.optim, lr=1e-3))
+
+    def score(name, cfg):
+        return RunScore(Path(name), "zero-shot", cfg.train.seed, {}, float("nan"), {}, None,
+                        [], cfg)  # fmt: skip
+
+    rows = _rows([score("a", base), score("b", seed1), score("c", other)])
+    assert [(label, len(g)) for label, g in rows] == [("zero-shot [a]", 2), ("zero-shot [c]", 1)]
+    assert [(label, len(g)) for label, g in _rows([score("a", base), score("b", seed1)])] == [
+        ("zero-shot", 2)
+    ]
