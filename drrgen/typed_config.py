@@ -219,8 +219,12 @@ def read_yaml(path: str | Path, _chain: tuple = ()) -> dict:
     return _merge(merged, data)
 
 
-def load_typed(cls, path: str | Path | None, overrides: list[str] | None = None, check=None):
+def load_typed(
+    cls, path: str | Path | None, overrides: list[str] | None = None, check=None, upgrade=None
+):
     """Dataclass `cls` from a YAML file (``defaults:`` resolved) and ``key=value`` overrides.
+
+    `upgrade` (dict -> dict) renames keys of older files before the types are checked.
 
     `check` (the dataclass -> the dataclass, raising `ConfigError` or `ValueError` naming the
     key) runs last, so that its message also names the file and the overrides.
@@ -234,7 +238,8 @@ def load_typed(cls, path: str | Path | None, overrides: list[str] | None = None,
         source += f" + overrides {list(overrides)}"
     data = {} if path is None else read_yaml(path)
     try:
-        cfg = from_dict(cls, apply_overrides(data, overrides))
+        data = apply_overrides(data, overrides)
+        cfg = from_dict(cls, upgrade(data) if upgrade else data)
         return check(cfg) if check else cfg
     except (ConfigError, ValueError) as err:
         raise ConfigError(f"{source}: {err}") from None

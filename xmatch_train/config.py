@@ -235,4 +235,8 @@ def changed_settings(cfg, saved: dict) -> dict[str, tuple[Any, Any]]:
         elif a != b:
             yield prefix.rstrip("."), (a, b)
 
-    return dict(walk(saved, now))
+    changed = dict(walk(saved, now))
+    if getattr(getattr(cfg, "model", None), "head", None) == "cosine":
+        # Unused by the cosine head; runs saved before it came from the store recorded 16.
+        changed.pop("model.grid", None)
+    return changed

@@ -128,4 +128,6 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         ConfigError: unreadable file, invalid YAML, unknown key, ill-typed or out-of-range
             value; the message names the file, the overrides and the key.
     """
-    return load_typed(BuildConfig, path, overrides, BuildConfig.validate)
+    from drrgen.store_contract import upgrade_params  # here: reading a YAML loads no Zarr
+
+    return load_typed(BuildConfig, path, overrides, BuildConfig.validate, upgrade_params)

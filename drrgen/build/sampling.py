@@ -214,7 +214,8 @@ def draw_sample(
         f"{', '.join(f'{x:g}' for x in volume.spacing)} mm); in {SAMPLE_TRIES} draws no crop "
         f"lay in front of the X-ray source of every view (source-isocenter "
         f"{cfg.source_to_isocenter_mm[0]:g}-{cfg.source_to_isocenter_mm[1]:g} mm); check the "
-        "voxel spacing, or lower --crop-fraction or raise --sid",
+        "voxel spacing, or lower sampling.crop_fraction=[lo,hi] or raise "
+        "sampling.source_to_isocenter_mm=[lo,hi]",
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from xmatch_train.corr_finetune.annotations import read_annotations
 from xmatch_train.corr_finetune.config import CorrFinetuneConfig
 from xmatch_train.corr_finetune.data import load_pairs, split_pairs
 from xmatch_train.corr_finetune.scoring import chance_scores, predict_pairs, score_entries
+from xmatch_train.metrics import MetricConfig
 from xmatch_train.train.rundir import RunDir
 
 # The paper's Table 2 (347 real pairs; precision, recall, AP in %), for reference only.
@@ -134,10 +135,16 @@ def score_run(
         chosen, matcher.image_size, matcher.display, matcher.grid, fit, borders
     )  # fmt: skip
     pred = predict_pairs(matcher.model, data, matcher.device)  # (P, N, N)
-    mean = None if matcher.train_mean is None else score_entries(matcher.train_mean, data)
+    metrics = getattr(matcher.cfg, "metrics", None)  # the run's thresholds, as in validation
+    mc = (
+        MetricConfig(extra_thresholds=())
+        if metrics is None
+        else replace(metrics, extra_thresholds=())
+    )
+    mean = None if matcher.train_mean is None else score_entries(matcher.train_mean, data, mc)
     seed = int(getattr(matcher.cfg.train, "seed", 0))
     return RunScore(
-        run_dir, row_name(run_dir, matcher), seed, score_entries(pred, data),
+        run_dir, row_name(run_dir, matcher), seed, score_entries(pred, data, mc),
         _best_val(run_dir), chance_scores(data), mean, sorted(ids), matcher.cfg,
     )  # fmt: skip
 

@@ -57,7 +57,8 @@ def resolve(cfg: CorrFinetuneConfig) -> CorrFinetuneConfig:
 
     pcfg, _ = load_pretrain_run(cfg.init_from, cfg.checkpoint)
     size = _image_size(pcfg, pretrain_run_dir(cfg.init_from, cfg.checkpoint))
-    data = dataclasses.replace(cfg.data, image_size=size, display=pcfg.data.display)
+    display = cfg.data.display or pcfg.data.display  # a window given wins (documented)
+    data = dataclasses.replace(cfg.data, image_size=size, display=display)
     return dataclasses.replace(cfg, model=pcfg.model, data=data)
 
 

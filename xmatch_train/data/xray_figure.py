@@ -97,7 +97,7 @@ def figure(store: str, out: Path, samples: tuple[int, ...] = (0, 2000)) -> Path:
     rows = [panels(torch.as_tensor(np.asarray(views[s, 0], np.float32))[None, None], s)
             for s in samples]  # fmt: skip
     cols = len(rows[0]) + 1
-    fig, axes = plt.subplots(len(rows), cols, figsize=(1.6 * cols, 2.1 * len(rows)))
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.6 * cols, 2.1 * len(rows)), squeeze=False)
     for r, row in enumerate(rows):
         for c, (title, img) in enumerate(row):
             axes[r, c].imshow(img, cmap="gray", vmin=0, vmax=1)

@@ -190,7 +190,7 @@ def _check_grid(first: tuple[dict, torch.Tensor], metas, run_dir: Path, cfg) -> 
         f"{m.path}: {m.image_shape[0]}x{m.image_shape[1]} px views with a "
         f"{m.grid[0]}x{m.grid[1]} patch grid, but {run_dir}'s model sees them at {seen} as a "
         f"{side}x{side} token grid (trained on {', '.join(cfg.data.stores)}): evaluate on a "
-        "store built with the training store's --size and --patch"
+        "store built with the training store's size= and patch= (drrgen build key=value)"
     )
 
 

@@ -73,3 +73,10 @@ def test_overrides_and_defaults_include_name_the_file_and_key(tmp_path):
         load_config(tmp_path / "top.yaml", ["size=60"])
     with pytest.raises(ValueError, match=r"sampling.sid: unknown key\(s\) \['sid'\]|unknown key"):
         load_config(None, ["sampling.sid=[900,1100]"])
+
+
+def test_a_build_yaml_with_the_former_hu_air_key_still_loads(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("hu_air: -250.0\nsize: 64\n", encoding="utf-8")
+    cfg = load_config(path)
+    assert cfg.air_threshold_hu == -250.0 and cfg.size == 64

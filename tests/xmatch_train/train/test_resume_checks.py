@@ -51,3 +51,17 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_named(store, tmp_path):
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"error: {path}: its model state does not fit this run")
     assert "Missing key(s)" in result.output and result.output.count("\n") == 1
+
+
+def test_the_unused_grid_of_a_cosine_head_does_not_block_a_resume():
+    from dataclasses import replace
+
+    from xmatch_train.config import PretrainConfig, changed_settings, to_dict
+
+    cosine = PretrainConfig()
+    cosine = replace(cosine, model=replace(cosine.model, head="cosine", grid=8))
+    saved = to_dict(replace(cosine, model=replace(cosine.model, grid=16)))
+    assert changed_settings(cosine, saved) == {}
+    prior = replace(cosine, model=replace(cosine.model, head="prior"))
+    saved = to_dict(replace(prior, model=replace(prior.model, grid=16)))
+    assert changed_settings(prior, saved) == {"model.grid": (16, 8)}
