@@ -55,6 +55,10 @@ _INTERRUPT_KEY = "clikit.on_interrupt"
 def raised_on_purpose(err: BaseException) -> bool:
     """True when `err` comes from a ``raise`` statement in drrgen/ or xmatch_train/ (not from
     a library, nor from an operation of ours that failed, such as ``a + b`` or ``float(s)``)."""
+    worker = _worker_raise_site(str(err))
+    if worker is not None:  # re-raised by a DataLoader worker: judge the worker's raise
+        filename, line = worker
+        return filename.startswith(_PACKAGES) and line.lstrip().startswith("raise ")
     tb = err.__traceback__
     if tb is None:
         return False
@@ -69,11 +73,35 @@ def raised_on_purpose(err: BaseException) -> bool:
 def user_error_message(err: BaseException) -> str | None:
     """The message of a user's mistake (see the module docstring), or None for a bug."""
     if isinstance(err, UserError) or (isinstance(err, _DELIBERATE) and raised_on_purpose(err)):
-        return str(err).strip() or type(err).__name__
+        return _unwrap_worker(str(err).strip()) or type(err).__name__
     if isinstance(err, _PATH_ERRORS) and getattr(err, "filename", None) is not None:
         reason = (err.strerror or type(err).__name__).lower()
         return f"{err.filename}: {reason}"
     return None
+
+
+def _worker_raise_site(text: str) -> tuple[str, str] | None:
+    """(file, source line) of the innermost frame of a DataLoader worker's re-raised
+    traceback (see `_unwrap_worker`), or None for any other message."""
+    if not (text.startswith("Caught ") and "in DataLoader worker process" in text):
+        return None
+    lines = text.splitlines()
+    frames = [i for i, line in enumerate(lines) if line.lstrip().startswith('File "')]
+    if not frames or frames[-1] + 1 >= len(lines):
+        return None
+    filename = lines[frames[-1]].split('"')[1]
+    return os.path.abspath(filename), lines[frames[-1] + 1]
+
+
+def _unwrap_worker(text: str) -> str:
+    """The original message of an error a PyTorch DataLoader worker re-raised in the main
+    process (``Caught X in DataLoader worker process 0.`` then the worker's traceback, whose
+    last line is ``module.X: <message>``); other messages as they are."""
+    if not (text.startswith("Caught ") and "in DataLoader worker process" in text):
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    head, sep, message = last.partition(": ")
+    return message.strip() if sep and " " not in head else last.strip()
 
 
 def _usage_error_message(err: Exception) -> str:

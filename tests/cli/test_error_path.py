@@ -147,3 +147,16 @@ def test_what_counts_as_a_mistake():
         _numpy_broadcast()
     except ValueError as err:
         assert user_error_message(err) is None
+
+
+def test_a_user_error_re_raised_by_a_loader_worker_keeps_its_own_message():
+    from drrgen.store_contract import StoreError
+
+    wrapped = StoreError(
+        "Caught StoreError in DataLoader worker process 0.\nOriginal Traceback (most recent "
+        f'call last):\n  File "{ROOT}/drrgen/x.py", line 3, in f\n    raise StoreError(msg)\n'
+        "drrgen.store_contract.StoreError: s.zarr: block 2 is damaged: views: missing\n"
+    )
+    assert user_error_message(wrapped) == "s.zarr: block 2 is damaged: views: missing"
+    bug = ValueError(str(wrapped).replace("raise StoreError(msg)", "x = int(s)"))
+    assert user_error_message(bug) is None  # a failed operation in the worker: a bug

@@ -115,7 +115,8 @@ def test_bad_input_is_one_line_and_exit_2(name, ct_dir, tmp_path, a_file):
 def _interrupt(args: list[str], out: Path) -> subprocess.CompletedProcess:
     """Run ``drrgen build`` in a new process group and press Ctrl-C (SIGINT to the group, as a
     terminal does) once it has written a block."""
-    from drrgen.build.store import StoreError, open_store, written_blocks
+    from drrgen.build.store import StoreError, open_store
+    from drrgen.store_contract import written_blocks
 
     code = (
         "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
@@ -148,7 +149,8 @@ def _interrupt(args: list[str], out: Path) -> subprocess.CompletedProcess:
 
 
 def _check_interrupted(done: subprocess.CompletedProcess, out: Path) -> None:
-    from drrgen.build.store import open_store, written_blocks
+    from drrgen.build.store import open_store
+    from drrgen.store_contract import written_blocks
 
     assert done.returncode == 130, done.stderr
     assert "Traceback" not in done.stderr, done.stderr

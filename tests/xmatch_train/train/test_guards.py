@@ -158,7 +158,7 @@ def _cli(*args):
 
 
 @pytest.mark.slow
-def test_torchrun_ranks_stop_together_naming_the_nan_batch(healthy, tmp_path):
+def test_torchrun_ranks_stop_together_naming_the_damaged_block(healthy, tmp_path):
     store = damaged(healthy, tmp_path, "views", shard=2)  # samples 8 .. 11
     cfg = tiny_config(str(store), tmp_path / "run", val_fraction=0.0, test_fraction=0.0)
     cfg["data"].update(batch_size=2, num_workers=1)
@@ -168,17 +168,13 @@ def test_torchrun_ranks_stop_together_naming_the_nan_batch(healthy, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))  # fmt: skip
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    # torchrun stops the other rank when the first exits: one or two lines, the same
+    # torchrun stops the other rank when the first exits: one or two lines, the same; the
+    # block's check (before its NaN fill reaches a step) names the block and its samples
     assert proc.returncode != 0 and len(set(errors)) == 1, proc.stderr
-    found = re.match(rf"error: step (\d+): non-finite loss \(nan\) on the batch of {store} "
-                     r"samples ([\d, ]+) \(rank \d\)", errors[0])  # fmt: skip
-    assert found and {int(s) for s in found[2].split(", ")} & {8, 9, 10, 11}, errors[0]
+    assert f"{store}: block 2 is damaged" in errors[0], errors[0]
+    assert "in samples [8, 9, 10, 11]" in errors[0], errors[0]
     last = tmp_path / "run" / "ckpt" / "last.pt"
-    if int(found[1]) > 1:
-        assert load_checkpoint(last)["step"] == int(found[1]) - 1
-        assert finite(load_checkpoint(last)["model"])
-    else:
-        assert not last.exists()
+    assert not last.exists() or finite(load_checkpoint(last)["model"])
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from xmatch_train.data import (
     sample_mask,
 )
 from xmatch_train.metrics import CorrespondenceMetrics
-from xmatch_train.models import ModelConfig, build_model, correspondence_loss
+from xmatch_train.models import ModelConfig, build_model, correspondence_loss, resolve_sizes
 from xmatch_train.models.head import bce_loss
 from xmatch_train.pretrain import pretrain
 from xmatch_train.testing import write_toy_store
@@ -98,7 +98,7 @@ def test_the_default_model_memorises_16_pairs(tmp_path, one_thread):
     cfg = load_config(Path(__file__).parents[3] / "pipelines" / "pretrain_cpu.yaml")
     torch.manual_seed(0)
     batch = _fixed_batch(str(store), 16, BatchTransform(cfg.data.display, cfg.data.image_size))
-    model = build_model(cfg.model)
+    model = build_model(resolve_sizes(cfg.model, grid=16))  # the store's 16 x 16 grid
     model.head.init_prior(batch["corr_0to1"].mean(0))
     # Measured: train AP 0.59 at step 25, 0.86 at 125, 0.93 at 175 (about 5 min, 1 thread).
     _, _, ap = _memorise(model, batch, 200, 3e-3, lambda out, c: bce_loss(out["logits"], c))
