@@ -6,6 +6,7 @@ import numpy as np
 
 from drrgen.geometry.view import View
 from drrgen.projector import kernels
+from drrgen.projector.rays import setup_rays
 from drrgen.projector.torch_joseph import parse_device, project_torch
 from drrgen.runtime import numba_threads
 from drrgen.volume.volume import LAYOUT_SLACK, Volume
@@ -40,23 +41,16 @@ def project(
     torch_device = parse_device(device)
     if torch_device is not None:
         return project_torch(volume, view, torch_device, threads)
-    root, offset = volume.root
-    inv = np.linalg.inv(root.affine)
-    lin, shift = inv[:3, :3], inv[:3, 3]
-    src = lin @ view.source + shift
-    det = lin @ view.detector_center + shift
-    du, dv = lin @ view.u, lin @ view.v
-    lo = offset.astype(np.int64)
-    hi = lo + np.array(volume.shape_ijk, dtype=np.int64)
+    root = volume.root[0]
     h, w = view.shape
     for m in range(3):  # the kernels index the layouts with int32
         if np.prod(root.axis_major_shape(m)) + LAYOUT_SLACK >= 2**31:
             name = volume.source or "volume"
             raise ValueError(f"{name}: too large to project ({root.shape_ijk} voxels)")
     with numba_threads(threads):
-        axis, a0, da, b0, db, kmin, kmax, kin0, kin1, step_mm = kernels.ray_setup(
-            src, det, du, dv, h, w, lo, hi, np.ascontiguousarray(root.affine[:3, :3])
-        )
+        rays = setup_rays(volume, view)
+        axis, a0, da, b0, db, kmin, kmax, kin0, kin1, step_mm = rays.params
+        du, dv, lo, hi = rays.du, rays.dv, rays.lo, rays.hi
         out = np.zeros(h * w, np.float32)
         for m in range(3):
             a, b = [c for c in range(3) if c != m]

@@ -26,8 +26,7 @@ import numpy as np
 
 from drrgen.errors import DeviceError
 from drrgen.geometry.view import View
-from drrgen.projector import kernels
-from drrgen.runtime import numba_threads
+from drrgen.projector.rays import setup_rays
 from drrgen.volume.volume import Volume
 
 # Samples gathered per step (rays x slices). Each sample costs ~80 bytes of temporaries, so a
@@ -88,19 +87,9 @@ def ray_parameters(volume: Volume, view: View, threads: int | None = None) -> di
         dict of (h * w,) numpy arrays from `kernels.ray_setup` (axis, a0, da, b0, db, kmin,
         kmax, step_mm; see there) and lo, hi: (3,) int64 (i, j, k) box of the crop in the root.
     """
-    root, offset = volume.root
-    inv = np.linalg.inv(root.affine)
-    lin, shift = inv[:3, :3], inv[:3, 3]
-    src = lin @ view.source + shift
-    det = lin @ view.detector_center + shift
-    du, dv = lin @ view.u, lin @ view.v
-    lo = offset.astype(np.int64)
-    hi = lo + np.array(volume.shape_ijk, dtype=np.int64)
-    h, w = view.shape
-    with numba_threads(threads):
-        axis, a0, da, b0, db, kmin, kmax, _, _, step_mm = kernels.ray_setup(
-            src, det, du, dv, h, w, lo, hi, np.ascontiguousarray(root.affine[:3, :3])
-        )
+    rays = setup_rays(volume, view, threads)
+    axis, a0, da, b0, db, kmin, kmax, _, _, step_mm = rays.params
+    lo, hi = rays.lo, rays.hi
     names = ("axis", "a0", "da", "b0", "db", "kmin", "kmax", "step_mm")
     out = dict(zip(names, (axis, a0, da, b0, db, kmin, kmax, step_mm), strict=True))
     out.update(lo=lo, hi=hi)
