@@ -54,8 +54,8 @@ def detector_image(
 
     Beer-Lambert ``I = photons x exp(-L)``, Poisson counts (at least 1), the detector's log
     conversion ``log(photons / counts)``, then a window: the 0.1-99.9 percentiles mapped to
-    0-65535 (clipped). The one place the stand-in's look is defined (a realistic renderer may
-    replace it).
+    0-65535 (clipped). The ``simple`` look of the stand-in (`make-standin --render simple`);
+    the default is `realistic_image`.
 
     Args:
         line_integral: (H, W) line integrals of mu (dimensionless).
