@@ -63,8 +63,8 @@ def _export(store: Path, samples: list[int], folder: Path) -> tuple[Path, list[n
     return folder / "pairs.csv", targets
 
 
-@pytest.mark.slow
-def test_top1_matches_of_a_trained_run_fall_within_one_patch_of_the_truth(tmp_path):
+def _trained():
+    """(run, its matcher, its store, the store's meta), or skip when they are not here."""
     run = _trained_run()
     if run is None:
         pytest.skip(f"no trained run ({' or '.join(RUNS)}, or XMATCH_MATCH_RUN)")
@@ -72,7 +72,12 @@ def test_top1_matches_of_a_trained_run_fall_within_one_patch_of_the_truth(tmp_pa
     store = _store(run, matcher.cfg.data.stores[0])
     if store is None:
         pytest.skip(f"{run}: its store {matcher.cfg.data.stores[0]} is not here")
-    meta = read_meta(str(store))
+    return run, matcher, store, read_meta(str(store))
+
+
+@pytest.mark.slow
+def test_top1_matches_of_a_trained_run_fall_within_one_patch_of_the_truth(tmp_path):
+    run, matcher, store, meta = _trained()
     assert tuple(meta.grid) == matcher.grid
     samples = _test_samples(meta, run, int(os.environ.get("XMATCH_MATCH_PER_CT", "4")))
     csv, targets = _export(store, samples, tmp_path / "pngs")
@@ -104,14 +109,7 @@ def test_an_image_matched_with_its_mirror_finds_the_mirrored_patch(tmp_path):
     """Issue 13's acceptance check: A against fliplr(A). The true match of patch (r, c) is
     (r, cols - 1 - c), one to one; the queries are A's patches that show tissue (a true
     correspondence in A's own stored pair), scored as the trained-run test above."""
-    run = _trained_run()
-    if run is None:
-        pytest.skip(f"no trained run ({' or '.join(RUNS)}, or XMATCH_MATCH_RUN)")
-    matcher = load_matcher(run)
-    store = _store(run, matcher.cfg.data.stores[0])
-    if store is None:
-        pytest.skip(f"{run}: its store {matcher.cfg.data.stores[0]} is not here")
-    meta = read_meta(str(store))
+    run, matcher, store, meta = _trained()
     samples = _test_samples(meta, run, int(os.environ.get("XMATCH_MATCH_PER_CT", "4")))
     group = zarr.open_group(str(store), mode="r")
     rows, cols = matcher.grid
