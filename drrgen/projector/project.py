@@ -56,7 +56,18 @@ def project(
             a, b = [c for c in range(3) if c != m]
             # Lanes of a group run along the detector direction that moves along axis a.
             lanes, tile_ptr = kernels.group_rays(
-                axis, kmin, kmax, h, w, m, abs(du[a]) >= abs(dv[a])
+                axis,
+                kmin,
+                kmax,
+                a0,
+                da,
+                b0,
+                db,
+                h,
+                w,
+                m,
+                abs(du[a]) >= abs(dv[a]),
+                kernels.PLANE_SPREAD,
             )
             if lanes.shape[0] == 0:
                 continue

@@ -127,11 +127,14 @@ def test_groups_hold_every_hit_ray_once_in_neighbouring_lanes():
     axis = rng.integers(0, 3, n).astype(np.int8)
     kmin = rng.integers(0, 10, n).astype(np.int32)
     kmax = rng.integers(0, 10, n).astype(np.int32)
+    a0, da, b0, db = rng.random((4, n), dtype=np.float32)
     seen = []
     for along_rows in (True, False):
         ids = []
         for m in range(3):
-            lanes, tile_ptr = kernels.group_rays(axis, kmin, kmax, h, w, m, along_rows)
+            lanes, tile_ptr = kernels.group_rays(
+                axis, kmin, kmax, a0, da, b0, db, h, w, m, along_rows, np.inf
+            )
             assert tile_ptr[0] == 0 and tile_ptr[-1] == lanes.shape[0]
             assert np.all(np.diff(tile_ptr) >= 1)
             got = lanes[lanes >= 0]
@@ -154,6 +157,98 @@ def test_groups_hold_every_hit_ray_once_in_neighbouring_lanes():
     expected = np.flatnonzero(kmin <= kmax)
     for got in seen:
         np.testing.assert_array_equal(got, expected)
+
+
+def _oblique_rays(n=64, det=96, angles=(135, 20)):
+    from drrgen.projector.rays import setup_rays
+
+    rng = np.random.default_rng(7)
+    vol = Volume(rng.random((n, n, n), dtype=np.float32), centred(np.eye(4), (n, n, n)))
+    view = carm_view(
+        *angles, source_to_isocenter_mm=200, source_to_detector_mm=300, pixel_mm=0.9,
+        shape=(det, det),
+    )  # fmt: skip
+    return vol, view, setup_rays(vol, view)
+
+
+def _groups(rays, det, m, plane_spread):
+    axis, a0, da, b0, db, kmin, kmax = rays.params[:7]
+    a = [c for c in range(3) if c != m][0]
+    along_rows = abs(rays.du[a]) >= abs(rays.dv[a])
+    return kernels.group_rays(
+        axis, kmin, kmax, a0, da, b0, db, det, det, m, along_rows, plane_spread
+    )
+
+
+def _row_spread(lanes, rays):
+    """Per group: rows b apart of its rays at its first and last slices (max of the two)."""
+    b0, db, kmin, kmax = rays.params[3], rays.params[4], rays.params[5], rays.params[6]
+    out = []
+    for ids in lanes:
+        ids = ids[ids >= 0]
+        ks = np.array([kmin[ids].min(), kmax[ids].max()], np.float32)
+        rows = np.floor(b0[ids][None] + ks[:, None] * db[ids][None])
+        out.append((rows.max(1) - rows.min(1)).max())
+    return np.array(out)
+
+
+def test_plane_groups_read_one_or_two_rows_where_detector_rows_drift():
+    # (135, 20) deg: the rays of a detector row drift across several rows b of the layout;
+    # grouped along planes of equal db they stay within one row of each other.
+    vol, view, rays = _oblique_rays()
+    axis, kmin, kmax = rays.params[0], rays.params[5], rays.params[6]
+    det = view.shape[0]
+    ids = []
+    for m in range(3):
+        rows_lanes, _ = _groups(rays, det, m, np.inf)
+        if rows_lanes.shape[0] == 0:
+            continue
+        lanes, tile_ptr = _groups(rays, det, m, 0.0)
+        assert tile_ptr[0] == 0 and tile_ptr[-1] == lanes.shape[0]
+        assert np.all(np.diff(tile_ptr) >= 1) and np.all((lanes >= 0).any(axis=1))
+        assert np.all(axis[lanes[lanes >= 0]] == m)
+        ids.append(lanes[lanes >= 0])
+        row_spread, plane_spread = _row_spread(rows_lanes, rays), _row_spread(lanes, rays)
+        assert row_spread.mean() > 2.5, row_spread.mean()
+        assert plane_spread.max() <= 2 and plane_spread.mean() <= 1.2, plane_spread.mean()
+    got = np.sort(np.concatenate(ids))
+    np.testing.assert_array_equal(got, np.flatnonzero((kmin <= kmax) & (axis >= 0)))
+
+
+def test_plane_grouping_is_chosen_by_spread_and_gives_the_same_drr(monkeypatch):
+    vol, view, rays = _oblique_rays()
+    det = view.shape[0]
+    m = int(np.bincount(rays.params[0]).argmax())
+    rows_lanes, _ = _groups(rays, det, m, np.inf)
+    auto, _ = _groups(rays, det, m, kernels.PLANE_SPREAD)
+    planes, _ = _groups(rays, det, m, 0.0)
+    assert not np.array_equal(rows_lanes, planes)
+    # This view's row groups drift over more than PLANE_SPREAD rows: planes are chosen.
+    b0, db, kmin, kmax = rays.params[3:7]
+    assert kernels._mean_row_spread(rows_lanes, b0, db, kmin, kmax) > kernels.PLANE_SPREAD
+    np.testing.assert_array_equal(auto, planes)
+    # A view facing the slices squarely keeps detector rows.
+    _, _, square = _oblique_rays(angles=(0, 0))
+    m0 = int(np.bincount(square.params[0]).argmax())
+    np.testing.assert_array_equal(
+        _groups(square, det, m0, kernels.PLANE_SPREAD)[0], _groups(square, det, m0, np.inf)[0]
+    )
+    # Same samples, same order per ray: the images agree to float32 rounding, and with
+    # planes forced they are bitwise the same for any thread count.
+    monkeypatch.setattr(kernels, "PLANE_SPREAD", np.inf)
+    by_rows = project(vol, view)
+    monkeypatch.setattr(kernels, "PLANE_SPREAD", 0.0)
+    by_planes = project(vol, view, threads=1)
+    assert by_rows.max() > 10
+    np.testing.assert_allclose(by_planes, by_rows, rtol=1e-6, atol=1e-6 * by_rows.max())
+    assert np.array_equal(by_planes, project(vol, view, threads=2))
+    for crop in (vol.crop((3, 5, 2), (40, 44, 30)),):
+        monkeypatch.setattr(kernels, "PLANE_SPREAD", np.inf)
+        expected = project(crop, view)
+        monkeypatch.setattr(kernels, "PLANE_SPREAD", 0.0)
+        np.testing.assert_allclose(
+            project(crop, view), expected, rtol=1e-6, atol=1e-6 * expected.max()
+        )
 
 
 def test_bitwise_identical_for_any_thread_count():
