@@ -25,18 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import SimpleITK as sitk
+from ct import DEFAULT_CT, cube_ct
 from timing import machine
 
-ROOT = Path(__file__).resolve().parents[1]
 FLOOR, TARGET = 25.0, 58.0
 
 
 def prepare_ct(ct: Path | None, n: int, out: Path) -> str:
     """Write a n^3 CT to `out` (resampled from `ct`, or a phantom). Returns a description."""
-    from drrgen.volume import read_ct, write_ct
-    from drrgen.volume.io import volume_to_image
+    from drrgen.volume import write_ct
 
     if ct is None:
         from drrgen.phantoms import make_phantom
@@ -44,22 +41,9 @@ def prepare_ct(ct: Path | None, n: int, out: Path) -> str:
         vol = make_phantom(0, shape=(n, n, n), spacing_mm=(0.6, 0.6, 0.6))
         write_ct(vol, out)
         return f"limb phantom {n}^3 at 0.6 mm"
-    image = volume_to_image(read_ct(ct))
-    size = np.array(image.GetSize())
-    spacing = np.array(image.GetSpacing()) * size / n
-    resampled = sitk.Resample(
-        image,
-        [n] * 3,
-        sitk.Transform(),
-        sitk.sitkLinear,
-        image.GetOrigin(),
-        spacing.tolist(),
-        image.GetDirection(),
-        -1000.0,
-        sitk.sitkFloat32,
-    )
-    sitk.WriteImage(resampled, str(out), useCompression=True)
-    return f"{ct.name} {tuple(size.tolist())} resampled to {n}^3 ({spacing.round(3).tolist()} mm)"
+    vol, what = cube_ct(ct, n)
+    write_ct(vol, out)
+    return what
 
 
 def run_build(ct_dir: Path, store: Path, args) -> tuple[float, str]:
@@ -96,11 +80,10 @@ def run_build(ct_dir: Path, store: Path, args) -> tuple[float, str]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_ct = ROOT / "data" / "ct" / "cxr.nii.gz"
     p.add_argument(
         "--ct",
         type=Path,
-        default=default_ct if default_ct.exists() else None,
+        default=DEFAULT_CT if DEFAULT_CT.exists() else None,
         help="CT to resample (default: data/ct/cxr.nii.gz, else a phantom)",
     )
     p.add_argument("--n", type=int, default=256, help="CT grid size after resampling")

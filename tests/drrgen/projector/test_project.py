@@ -251,6 +251,34 @@ def test_plane_grouping_is_chosen_by_spread_and_gives_the_same_drr(monkeypatch):
         )
 
 
+@pytest.mark.parametrize("flip", [1.0, -1.0])
+def test_tiles_walk_the_layout_forwards_whatever_the_axes_orientation(flip):
+    # A CT stored with a flipped axis (RAS files in LPS) maps detector columns to decreasing
+    # voxel indices; a tile's groups are still ordered along increasing a.
+    from drrgen.projector.rays import setup_rays
+
+    n, det = 40, 48
+    affine = np.diag([1.0, flip, 1.0, 1.0])
+    vol = Volume(np.ones((n, n, n), np.float32), centred(affine, (n, n, n)))
+    view = carm_view(90, 0, source_to_isocenter_mm=200, source_to_detector_mm=300, shape=(det, det))
+    rays = setup_rays(vol, view)
+    axis, a0, da, kmin, kmax = (rays.params[i] for i in (0, 1, 2, 5, 6))
+    m = int(np.bincount(axis).argmax())
+
+    def mid_a(lanes):
+        first = np.where(lanes[:, 0] >= 0, lanes[:, 0], lanes.max(axis=1))
+        return a0[first] + 0.5 * (kmin[first] + kmax[first]) * da[first]
+
+    lanes, tile_ptr = _groups(rays, det, m, np.inf)
+    ordered = mid_a(lanes)
+    for t0, t1 in zip(tile_ptr[:-1], tile_ptr[1:], strict=True):
+        assert np.all(np.diff(ordered[t0:t1]) >= 0)
+    # In detector order the flipped volume's groups run backwards along a.
+    a = [c for c in range(3) if c != m][0]
+    raw, _ = kernels._row_groups(axis, kmin, kmax, det, det, m, abs(rays.du[a]) >= abs(rays.dv[a]))
+    assert (np.diff(mid_a(raw)[: tile_ptr[1]]) < 0).any() == (flip < 0)
+
+
 def test_bitwise_identical_for_any_thread_count():
     rng = np.random.default_rng(2)
     shape = (33, 29, 31)
