@@ -79,6 +79,14 @@ def _has_avx512(context) -> bool:
     return "+avx512f" in features.split(",")
 
 
+def target_has_avx512() -> bool:
+    """Whether Numba's CPU target (the host, or NUMBA_CPU_NAME/FEATURES) has AVX-512F, i.e.
+    whether `row_step` compiles to row loads rather than to a constant False."""
+    from numba.core.registry import cpu_target
+
+    return _has_avx512(cpu_target.target_context)
+
+
 def _declare(module, name, fnty):
     return module.globals.get(name) or ir.Function(module, fnty, name)
 

@@ -43,8 +43,9 @@ def project(
         return project_torch(volume, view, torch_device, threads)
     root = volume.root[0]
     h, w = view.shape
+    slices_inner = kernels.slices_inner()
     for m in range(3):  # the kernels index the layouts with int32
-        if np.prod(root.axis_major_shape(m)) + LAYOUT_SLACK >= 2**31:
+        if np.prod(root.axis_major_shape(m, slices_inner)) + LAYOUT_SLACK >= 2**31:
             name = volume.source or "volume"
             raise ValueError(f"{name}: too large to project ({root.shape_ijk} voxels)")
     with numba_threads(threads):
@@ -72,8 +73,8 @@ def project(
             if lanes.shape[0] == 0:
                 continue
             kernels.joseph_groups(
-                root.axis_major_buffer(m),
-                np.array(root.axis_major_shape(m), np.int64),
+                root.axis_major_buffer(m, slices_inner),
+                np.array(root.axis_major_shape(m, slices_inner), np.int64),
                 tile_ptr,
                 lanes,
                 a0,
@@ -91,6 +92,7 @@ def project(
                 hi[b],
                 out,
                 kernels.ROW_LOADS,
+                slices_inner,
             )
     return out.reshape(h, w)
 

@@ -129,13 +129,16 @@ class Volume:
         mu *= np.float32(mu_water)
         return Volume(mu, self.affine, self.source)
 
-    def axis_major_shape(self, axis: int) -> tuple[int, int, int, int]:
-        """Shape of `axis_major(axis)`: (n_blocks, n_b + 3, SLICE_BLOCK, n_a + 3)."""
+    def axis_major_shape(self, axis: int, slices_inner: bool = False) -> tuple[int, int, int, int]:
+        """Shape of `axis_major(axis)`: (n_blocks, n_b + 3, SLICE_BLOCK, n_a + 3), or with
+        `slices_inner` (n_blocks, n_b + 3, n_a + 3, SLICE_BLOCK)."""
         n = self.shape_ijk
         a, b = [c for c in range(3) if c != axis]
+        if slices_inner:
+            return (-(-n[axis] // SLICE_BLOCK), n[b] + 3, n[a] + 3, SLICE_BLOCK)
         return (-(-n[axis] // SLICE_BLOCK), n[b] + 3, SLICE_BLOCK, n[a] + 3)
 
-    def axis_major(self, axis: int) -> np.ndarray:
+    def axis_major(self, axis: int, slices_inner: bool = False) -> np.ndarray:
         """The data laid out for rays whose dominant index axis is `axis` (0=i, 1=j, 2=k).
 
         Returns a float32 array of `axis_major_shape` (n_blocks, n_b + 3, B, n_a + 3), with
@@ -149,13 +152,19 @@ class Volume:
         n_axis) lets the projector clamp coordinates instead of branching. Cached per axis:
         every view and crop of one volume share the copies (3 copies at most). The array is
         the start of `axis_major_buffer(axis)`.
-        """
-        if axis not in self._cache:
-            shape = self.axis_major_shape(axis)
-            self._cache[axis] = self.axis_major_buffer(axis)[: np.prod(shape)].reshape(shape)
-        return self._cache[axis]
 
-    def axis_major_buffer(self, axis: int) -> np.ndarray:
+        With `slices_inner` the entry is [m // B, b + 1, a + 1, m % B]: a voxel's B slices of
+        a block side by side, for CPUs that gather (no row loads: without AVX-512), where a
+        gathered cache line then serves the next 15 slices of the same ray.
+        """
+        key = ("axis_major", axis, slices_inner)
+        if key not in self._cache:
+            shape = self.axis_major_shape(axis, slices_inner)
+            flat = self.axis_major_buffer(axis, slices_inner)
+            self._cache[key] = flat[: np.prod(shape)].reshape(shape)
+        return self._cache[key]
+
+    def axis_major_buffer(self, axis: int, slices_inner: bool = False) -> np.ndarray:
         """`axis_major(axis)` flattened, followed by LAYOUT_SLACK zeros (the projector's input).
 
         The projector loads a window of 2 x 16 floats from the start of the row segment its
@@ -168,9 +177,11 @@ class Volume:
             # data is [k, j, i]: array axis of index axis c is 2 - c.
             arr = np.transpose(self.data, (2 - b, 2 - axis, 2 - a))
             n_b, n_m, n_a = arr.shape
-            shape = self.axis_major_shape(axis)
+            shape = self.axis_major_shape(axis, slices_inner)
             buf = np.zeros(int(np.prod(shape)) + LAYOUT_SLACK, dtype=np.float32)
             out = buf[: buf.size - LAYOUT_SLACK].reshape(shape)
+            if slices_inner:  # view it as (n_blocks, b, B, a) to fill it the same way
+                out = out.transpose(0, 1, 3, 2)
             full, rest = divmod(n_m, SLICE_BLOCK)
             inner = out[:, 1 : n_b + 1, :, 1 : n_a + 1]
             if full:
@@ -180,4 +191,4 @@ class Volume:
                 inner[full, :, :rest] = arr[:, SLICE_BLOCK * full :]
             return buf
 
-        return self.memo(("axis_major_buffer", axis), make)
+        return self.memo(("axis_major_buffer", axis, slices_inner), make)

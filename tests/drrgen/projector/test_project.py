@@ -1,5 +1,8 @@
 """The projector against analytic line integrals, crops, threads and orientation."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from helpers import ball_volume, box_chords, centred, oblique_affine
@@ -352,8 +355,61 @@ def test_row_loads_give_the_gathers_images_bitwise(monkeypatch, angles):
         shape=(70, 66),
     )  # fmt: skip
     for volume in (vol, vol.crop((3, 5, 2), (50, 44, 58))):
+        monkeypatch.setattr(kernels, "LAYOUT", "rows")
         rows = project(volume, view)
         monkeypatch.setattr(kernels, "ROW_LOADS", False)
         gathers = project(volume, view)
+        # The layout for CPUs that gather (slices inner): the same samples, the same bits.
+        monkeypatch.setattr(kernels, "LAYOUT", "slices")
+        slices = project(volume, view)
         monkeypatch.setattr(kernels, "ROW_LOADS", True)
         assert np.abs(rows).max() > 0 and np.array_equal(rows, gathers)
+        assert np.array_equal(rows, slices)
+
+
+_AVX2_ONLY = "+avx2,+fma,+avx,+sse4.2,+popcnt,+bmi,+bmi2,+f16c,+lzcnt,+movbe,-avx512f"
+
+
+def test_avx2_only_target_gathers_on_the_slices_inner_layout_with_the_same_bits(tmp_path):
+    # A CPU without AVX-512 (emulated: Numba compiles for an AVX2-only target, fresh cache)
+    # gets the gathering kernels on the slices-inner layout, and the same image bitwise.
+    import json
+    import subprocess
+    import sys
+
+    script = """
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from helpers import centred, oblique_affine
+from drrgen.geometry import carm_view
+from drrgen.projector import kernels, project
+from drrgen.volume import Volume
+shape = (61, 47, 53)
+rng = np.random.default_rng(6)
+vol = Volume(rng.random(shape[::-1], dtype=np.float32), centred(oblique_affine(), shape))
+view = carm_view(35, 15, source_to_isocenter_mm=300, source_to_detector_mm=500, pixel_mm=0.9,
+                 shape=(70, 66))
+drr = project(vol.crop((3, 5, 2), (50, 44, 58)), view)
+print(json.dumps({"slices_inner": kernels.slices_inner(), "drr": drr.tobytes().hex()}))
+"""
+    env = dict(os.environ)
+    env.update(
+        NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=_AVX2_ONLY, NUMBA_CACHE_DIR=str(tmp_path)
+    )
+    tests_dir = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", script, tests_dir], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["slices_inner"] is True
+    rng = np.random.default_rng(6)
+    shape = (61, 47, 53)
+    vol = Volume(rng.random(shape[::-1], dtype=np.float32), centred(oblique_affine(), shape))
+    view = carm_view(
+        35, 15, source_to_isocenter_mm=300, source_to_detector_mm=500, pixel_mm=0.9,
+        shape=(70, 66),
+    )  # fmt: skip
+    here = project(vol.crop((3, 5, 2), (50, 44, 58)), view)
+    assert here.tobytes().hex() == got["drr"]

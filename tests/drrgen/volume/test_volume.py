@@ -56,3 +56,10 @@ def test_axis_major_layout(axis):
     buf = vol.axis_major_buffer(axis)
     assert np.shares_memory(buf, lay) and buf.size == lay.size + LAYOUT_SLACK
     assert np.array_equal(buf[: lay.size], lay.ravel()) and not buf[lay.size :].any()
+    # For CPUs that gather: a voxel's slices of one block side by side, the same values.
+    inner = vol.axis_major(axis, slices_inner=True)
+    assert inner.shape == (blocks, n[b] + 3, n[a] + 3, SLICE_BLOCK)
+    assert np.array_equal(inner, lay.transpose(0, 1, 3, 2))
+    assert vol.axis_major(axis, slices_inner=True) is inner and vol.axis_major(axis) is lay
+    flat = vol.axis_major_buffer(axis, slices_inner=True)
+    assert np.shares_memory(flat, inner) and not np.shares_memory(flat, buf)
