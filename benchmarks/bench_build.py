@@ -12,6 +12,14 @@ workers, CPU ms per pair), the rest (start-up, scheduling, shutdown), the steady
 a long build (target 58 pairs/s = the paper's 207,600 pairs in one hour), and the store's bytes
 per pair. On a shared machine wall time includes waiting for other processes; the CPU-time
 figures say what the build itself costs.
+
+``--cold``: a fresh clone's first run on this machine. The build runs twice with
+``NUMBA_CACHE_DIR`` set to a new empty folder: first cold (the driver compiles every kernel,
+`drrgen.build.warm`), then warm (the same folder, now full). For each: end-to-end wall time,
+the kernel warm-up, the first-sample latency (launch of the command -> the first block's
+``volume_id`` marker on disk, polled every 20 ms) and the cache files written after the
+workers started (kernels a worker compiled itself: should be 0). The usual report follows,
+for the warm run.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -46,8 +55,14 @@ def prepare_ct(ct: Path | None, n: int, out: Path) -> str:
     return what
 
 
-def run_build(ct_dir: Path, store: Path, args) -> tuple[float, str]:
-    """Run `drrgen build` in a subprocess; return (wall seconds, its stdout)."""
+def run_build(ct_dir: Path, store: Path, args, env: dict | None = None) -> dict:
+    """Run `drrgen build` in a subprocess.
+
+    Returns:
+        ``wall`` (seconds, launch to exit), ``out`` (its stdout), ``first`` (seconds from
+        launch until the first block's ``volume_id`` marker was on disk, None if never) and
+        ``stderr``: (seconds since launch, line) as the lines arrived.
+    """
     cmd = [
         sys.executable,
         "-c",
@@ -69,13 +84,72 @@ def run_build(ct_dir: Path, store: Path, args) -> tuple[float, str]:
         cmd += ["--workers", str(args.workers)]
     if args.threads is not None:
         cmd += ["--threads", str(args.threads)]
-    env = os.environ | {"NUMBA_THREADING_LAYER": "omp"}
+    env = os.environ | {"NUMBA_THREADING_LAYER": "omp"} | (env or {})
+    markers = store / "volume_id"
+    lines: list[tuple[float, str]] = []
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reader = threading.Thread(
+        target=lambda: lines.extend((time.perf_counter() - t0, x) for x in proc.stderr)
+    )
+    reader.start()
+    first = None
+    while proc.poll() is None:
+        if first is None and markers.is_dir():
+            if any(p.is_file() and p.name != "zarr.json" for p in markers.rglob("*")):
+                first = time.perf_counter() - t0
+        time.sleep(0.02)
     wall = time.perf_counter() - t0
+    out = proc.stdout.read()
+    reader.join()
     if proc.returncode:
-        raise SystemExit(f"drrgen build failed ({proc.returncode}):\n{proc.stderr}")
-    return wall, proc.stdout
+        raise SystemExit(
+            f"drrgen build failed ({proc.returncode}):\n{''.join(x for _, x in lines)}"
+        )
+    return {"wall": wall, "out": out, "first": first, "stderr": lines}
+
+
+def _cache_files(folder: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime for p in folder.rglob("*.nb*")}
+
+
+def cold_and_warm(ct_dir: Path, tmp: Path, args) -> dict:
+    """The build with an empty Numba cache, then again with the cache it filled; prints both.
+    Returns the warm run."""
+    cache = tmp / "numba_cache"
+    cache.mkdir()
+    env = {"NUMBA_CACHE_DIR": str(cache)}
+    rows = []
+    for name in ("cold", "warm"):
+        before = _cache_files(cache)
+        launched = time.time()
+        run = run_build(ct_dir, tmp / f"{name}.zarr", args, env)
+        started = next((t for t, x in run["stderr"] if x.startswith("running on")), run["wall"])
+        late = [
+            p
+            for p, m in _cache_files(cache).items()
+            if before.get(p) != m and m > launched + started
+        ]
+        warm = re.search(r"kernel warm-up ([\d.]+) s", run["out"])
+        first = re.search(r"first block ([\d.]+) s", run["out"])
+        rows.append((name, run, float(warm.group(1)) if warm else float("nan"), first, late))
+    print(f"fresh clone vs warm cache (NUMBA_CACHE_DIR={cache}, {args.pairs} pairs):")
+    for name, run, warm_s, first, late in rows:
+        since_launch = f"{run['first']:.1f} s" if run["first"] is not None else "n/a"
+        since_start = f"{float(first.group(1)):.1f} s" if first else "n/a"
+        print(
+            f"  {name}: end to end {run['wall']:.1f} s, kernel warm-up {warm_s:.1f} s, "
+            f"first sample {since_launch} after launch ({since_start} after the build started), "
+            f"{len(late)} cache files written by workers"
+        )
+    (_, cold, cold_w, _, _), (_, warm, warm_w, _, _) = rows
+    if cold["first"] is not None and warm["first"] is not None:
+        print(
+            f"  cost of the first run: {cold['wall'] - warm['wall']:+.1f} s end to end, "
+            f"{cold_w - warm_w:+.1f} s warm-up, {cold['first'] - warm['first']:+.1f} s to the "
+            "first sample"
+        )
+    return warm
 
 
 def main() -> None:
@@ -96,6 +170,11 @@ def main() -> None:
     p.add_argument("--block", type=int, default=32)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--cold",
+        action="store_true",
+        help="run twice with a fresh NUMBA_CACHE_DIR: a fresh clone's first run, then warm",
+    )
     args = p.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench_build_") as tmp:
@@ -103,10 +182,16 @@ def main() -> None:
         (tmp / "ct").mkdir()
         what = prepare_ct(args.ct, args.n, tmp / "ct" / "ct.nii.gz")
         load0 = f"{os.getloadavg()[0]:.2f}"
-        wall, out = run_build(tmp / "ct", tmp / "bench.zarr", args)
+        if args.cold:
+            run = cold_and_warm(tmp / "ct", tmp, args)
+            store = tmp / "warm.zarr"
+        else:
+            store = tmp / "bench.zarr"
+            run = run_build(tmp / "ct", store, args)
+        wall, out = run["wall"], run["out"]
         from drrgen.build.inspect import store_info
 
-        info = store_info(str(tmp / "bench.zarr"))
+        info = store_info(str(store))
     stored = sum(info["bytes"].values())
     line = out.split("task time")[1].splitlines()[0]
     stages = {k: (float(w), float(c)) for k, w, c in re.findall(r"(\w+) ([\d.]+)/([\d.]+)", line)}

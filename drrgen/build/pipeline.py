@@ -33,6 +33,7 @@ from drrgen.build.store import (
     store_is_empty,
 )
 from drrgen.build.tasks import BlockResult, BlockTask, Job, run_block
+from drrgen.build.warm import warm_kernels
 from drrgen.projector.torch_joseph import parse_device
 from drrgen.store_contract import (
     FORMAT,
@@ -67,6 +68,10 @@ class BuildSummary:
             wall clock, and CPU time under ``cpu_<stage>``.
         complete: every block of the store is written.
         where: where the tasks ran.
+        warm_s: seconds compiling or loading the kernels before the workers started
+            (`drrgen.build.warm`; about 0.5 s when they are in Numba's cache).
+        first_block_s: seconds from the start of this run until its first block was written
+            (None: none was).
     """
 
     store: str
@@ -80,6 +85,8 @@ class BuildSummary:
     timings: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     complete: bool = False
     where: str = ""
+    warm_s: float = 0.0
+    first_block_s: float | None = None
 
     @property
     def samples_per_s(self) -> float:
@@ -89,13 +96,15 @@ class BuildSummary:
         """A human-readable multi-line summary."""
         state = "complete" if self.complete else "INCOMPLETE"
         t = self.timings
+        first = "" if self.first_block_s is None else f", first block {self.first_block_s:.1f} s"
         lines = [
             f"store      {self.store} ({state})",
             f"samples    {self.written} written now, {self.present_before} already present, "
             f"{self.present_before + self.written}/{self.n_samples} in the store",
             f"volumes    {len(self.failed)} failed",
-            f"time       {self.seconds:.1f} s, {self.samples_per_s:.1f} samples/s, "
-            f"{self.samples_per_s * self.n_pairs:.1f} pairs/s ({self.where})",
+            f"time       {self.seconds:.1f} s (kernel warm-up {self.warm_s:.1f} s{first}), "
+            f"{self.samples_per_s:.1f} samples/s, {self.samples_per_s * self.n_pairs:.1f} pairs/s "
+            f"({self.where})",
             "task time  "
             + ", ".join(f"{k} {t.get(k, 0.0):.2f}/{t.get('cpu_' + k, 0.0):.2f}" for k in STAGES)
             + " s (wall/cpu, summed over tasks)",
@@ -341,7 +350,7 @@ def build(
         summary.damaged = verify_written(group, layout, done, echo, progress)
         summary.present_before = int(done.sum()) * layout.block
         job = Job(out, storage_options, cfg.to_dict(), layout, device=device)
-        _build_missing(group, job, done, sources, table, cluster, summary, echo, progress)
+        _build_missing(group, job, done, sources, table, cluster, summary, echo, progress, t0)
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -418,7 +427,7 @@ def verify_written(group, layout: Layout, done: np.ndarray, echo, progress: bool
     return damaged
 
 
-def _build_missing(group, job: Job, done, sources, table, cluster, summary, echo, progress):
+def _build_missing(group, job: Job, done, sources, table, cluster, summary, echo, progress, t0):
     """Run the blocks not `done`, then record failures and completeness in the attributes.
 
     Args:
@@ -431,6 +440,7 @@ def _build_missing(group, job: Job, done, sources, table, cluster, summary, echo
         summary: the `BuildSummary` to fill in.
         echo: where to print status lines.
         progress: show a progress bar.
+        t0: `time.perf_counter` at the start of the run (for ``summary.first_block_s``).
     """
     layout = job.layout
     todo = [b for b in range(layout.n_blocks) if not done[b]]
@@ -445,13 +455,14 @@ def _build_missing(group, job: Job, done, sources, table, cluster, summary, echo
     failures: dict[int, dict] = {}
     group.attrs.update({"complete": False, "failed": [], "updated": _now()})
     if tasks:
+        # compile once here, before the workers start: they load the kernels from the cache
+        summary.warm_s = warm_kernels(BuildConfig.from_dict(job.params), job.device, echo)
         with open_client(cluster) as runner:
             summary.where = runner.where
             job = replace(job, threads=runner.threads)
             echo(f"running on {runner.where}")
-            _consume(
-                _run_tasks(runner, tasks, job), group, table, failures, summary, layout, progress
-            )
+            results = _run_tasks(runner, tasks, job)
+            _consume(results, group, table, failures, summary, layout, progress, t0)
     summary.failed = sorted(failures.values(), key=lambda f: f["id"])
     summary.complete = bool(written_blocks(group, layout).all())
     group.attrs.update(
@@ -464,7 +475,7 @@ def _build_missing(group, job: Job, done, sources, table, cluster, summary, echo
     )
 
 
-def _consume(results, group, table, failures, summary, layout, progress) -> None:
+def _consume(results, group, table, failures, summary, layout, progress, t0) -> None:
     """Track results: progress, volume info, failures (attributes flushed when they change)."""
     bar = tqdm(
         total=summary.n_samples - summary.present_before,
@@ -482,6 +493,8 @@ def _consume(results, group, table, failures, summary, layout, progress) -> None
                 entry.update(res.info)
                 changed = True
             if res.ok:
+                if summary.first_block_s is None:
+                    summary.first_block_s = time.perf_counter() - t0
                 summary.written += layout.block
                 for k, v in res.timings.items():
                     summary.timings[k] = summary.timings.get(k, 0.0) + v

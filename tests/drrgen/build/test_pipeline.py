@@ -35,6 +35,12 @@ def reference(ct_dir, tmp_path_factory):
     return url, cfg, summary
 
 
+def test_summary_times_the_warm_up_and_the_first_block(reference):
+    summary = reference[2]
+    assert 0 < summary.warm_s < summary.first_block_s <= summary.seconds
+    assert f"first block {summary.first_block_s:.1f} s" in summary.format()
+
+
 def test_store_holds_exactly_what_project_and_correspondence_return(reference, ct_dir):
     url, cfg, summary = reference
     assert summary.complete and summary.written == 8 and not summary.failed
