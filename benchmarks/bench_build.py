@@ -1,6 +1,8 @@
 """End-to-end speed of `drrgen build`: pairs/s for a 512-pair build of one 256^3 CT.
 
 Run: ``.venv/bin/python benchmarks/bench_build.py [--ct data/ct/cxr.nii.gz] [--pairs 512]``
+(``[--no-rtk]``: without it, RTK's CPU Joseph renders DRRs of the same CT first, 2 threads, for
+the machine-independent figure: pairs per RTK-DRR time, acceptance 4).
 
 The CT (by default the embedded chest CT ``data/ct/cxr.nii.gz`` if present, else a 256^3 limb
 phantom) is resampled to 256^3 and written to a temporary folder (not timed). Then the real
@@ -53,6 +55,40 @@ def prepare_ct(ct: Path | None, n: int, out: Path) -> str:
     vol, what = cube_ct(ct, n)
     write_ct(vol, out)
     return what
+
+
+def rtk_drr_seconds(ct: Path, args) -> float | None:
+    """Median seconds of RTK's CPU Joseph (2 threads) per DRR of the benchmark's CT, over the
+    projector benchmark's 5 views (same detector size), or None without RTK installed."""
+    try:
+        import itk  # noqa: F401
+    except ImportError:
+        print("RTK not installed (pip install -e '.[bench]'): no RTK DRR time")
+        return None
+    import numpy as np
+    from bench_projector import rtk_projector
+    from timing import median_ms
+
+    from drrgen.geometry import carm_view
+    from drrgen.volume import read_ct
+
+    vol = read_ct(ct).to_mu()
+    n = np.array(vol.shape_ijk) - 1
+    corners = np.array([[i, j, k] for i in (0, n[0]) for j in (0, n[1]) for k in (0, n[2])])
+    world = vol.index_to_world(corners)
+    pixel_mm = 1.5 * float(np.ptp(world, axis=0).max()) / args.size
+    ms = []
+    for angles in [(0, 0), (30, 10), (45, 0), (90, 0), (135, 20)]:
+        view = carm_view(
+            *angles,
+            source_to_isocenter_mm=1000.0,
+            source_to_detector_mm=1500.0,
+            pixel_mm=pixel_mm,
+            shape=(args.size, args.size),
+            isocenter=tuple(world.mean(axis=0)),
+        )
+        ms.append(median_ms({"rtk": rtk_projector(vol, view, 2)}, 3)["rtk"])
+    return float(np.median(ms)) / 1e3
 
 
 def run_build(ct_dir: Path, store: Path, args, env: dict | None = None) -> dict:
@@ -170,6 +206,7 @@ def main() -> None:
     p.add_argument("--block", type=int, default=32)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-rtk", action="store_true", help="skip the RTK DRR time")
     p.add_argument(
         "--cold",
         action="store_true",
@@ -181,6 +218,7 @@ def main() -> None:
         tmp = Path(tmp)
         (tmp / "ct").mkdir()
         what = prepare_ct(args.ct, args.n, tmp / "ct" / "ct.nii.gz")
+        rtk_s = None if args.no_rtk else rtk_drr_seconds(tmp / "ct" / "ct.nii.gz", args)
         load0 = f"{os.getloadavg()[0]:.2f}"
         if args.cold:
             run = cold_and_warm(tmp / "ct", tmp, args)
@@ -209,6 +247,12 @@ def main() -> None:
         f"end to end (start-up included): {wall:.1f} s, {rate:.1f} pairs/s "
         f"[floor {FLOOR:.0f}: {verdict}; target {TARGET:.0f}]"
     )
+    if rtk_s is not None:
+        print(
+            f"RTK's CPU Joseph on the same CT: {1e3 * rtk_s:.1f} ms per {args.size}x{args.size} "
+            f"DRR (2 threads, median over 5 views); pairs per RTK-DRR time: {rate * rtk_s:.2f} "
+            f"[acceptance 4: {'OK' if rate * rtk_s >= 4 else 'BELOW'}]"
+        )
     busy = sum(w for w, _ in stages.values())
     cpu = sum(c for _, c in stages.values())
     print("task time per stage, summed over workers: wall s, cpu s, cpu ms per pair, cpu share")
@@ -239,7 +283,7 @@ def main() -> None:
     )
     print(
         f"paper-scale build (207,600 pairs): {207600 / steady / 3600:.1f} h measured, "
-        f"{207600 / idle / 3600:.1f} h on idle cores [target 1 h]; this 512-pair build on "
+        f"{207600 / idle / 3600:.1f} h on idle cores [target 1 h]; this {pairs}-pair build on "
         f"idle cores: {pairs / (cpu / cores + startup):.1f} pairs/s with the {startup:.1f} s "
         "start-up"
     )
