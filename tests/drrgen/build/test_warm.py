@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import drrgen
 
 ROOT = Path(drrgen.__file__).resolve().parents[1]
@@ -63,6 +65,7 @@ def _run(code: str, *args: str, cache: Path) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow  # two fresh compiles of every kernel: about 30 s
 def test_warm_kernels_leave_nothing_for_a_worker_to_compile(ct_dir, tiny_cfg, tmp_path):
     cache = tmp_path / "numba"
     cache.mkdir()
