@@ -230,6 +230,11 @@ def main() -> None:
         from drrgen.build.inspect import store_info
 
         info = store_info(str(store))
+    report(args, what, wall, out, info, rtk_s, load0)
+
+
+def report(args, what: str, wall: float, out: str, info: dict, rtk_s, load0: str) -> None:
+    """Print the benchmark's figures from the build's wall time, its stdout and its store."""
     stored = sum(info["bytes"].values())
     line = out.split("task time")[1].splitlines()[0]
     stages = {k: (float(w), float(c)) for k, w, c in re.findall(r"(\w+) ([\d.]+)/([\d.]+)", line)}

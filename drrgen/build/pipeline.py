@@ -455,8 +455,7 @@ def _build_missing(group, job: Job, done, sources, table, cluster, summary, echo
     failures: dict[int, dict] = {}
     group.attrs.update({"complete": False, "failed": [], "updated": _now()})
     if tasks:
-        # compile once here, before the workers start: they load the kernels from the cache
-        summary.warm_s = warm_kernels(BuildConfig.from_dict(job.params), job.device, echo)
+        summary.warm_s = _warm_up(job, cluster, echo)
         with open_client(cluster) as runner:
             summary.where = runner.where
             job = replace(job, threads=runner.threads)
@@ -473,6 +472,22 @@ def _build_missing(group, job: Job, done, sources, table, cluster, summary, echo
             "updated": _now(),
         }
     )
+
+
+def _warm_up(job: Job, cluster, echo) -> float:
+    """Compile the kernels here before local workers start, so they load them from the cache.
+
+    Not for an external scheduler or SLURM: their workers may run on another CPU model
+    (Numba's cache is per CPU), so the driver's compile could be for nothing. A failing
+    warm-up only costs the workers their own compiles: one warning line, the build goes on.
+    """
+    if cluster.scheduler or cluster.slurm_config:
+        return 0.0
+    try:
+        return warm_kernels(BuildConfig.from_dict(job.params), job.device, echo)
+    except Exception as err:  # noqa: BLE001 - the workers will compile and report for real
+        echo(f"warning: kernel warm-up failed ({type(err).__name__}: {err}); workers compile")
+        return 0.0
 
 
 def _consume(results, group, table, failures, summary, layout, progress, t0) -> None:

@@ -52,9 +52,10 @@ def warm_kernels(
     """
     from drrgen.projector.torch_joseph import parse_device
 
+    # Outside the timing: parsing a torch device imports torch (about 1 s), not a compile.
+    warm_device = None if parse_device(device) is None else "torch:cpu"
     t0 = time.perf_counter()
     tiny = replace(cfg, samples_per_ct=1, block=1, size=2 * cfg.patch)
-    warm_device = None if parse_device(device) is None else "torch:cpu"
     compute_block(tiny_ct(), tiny, 0, 0, threads=1, device=warm_device)
     seconds = time.perf_counter() - t0
     if seconds > NOTE_AFTER_S:

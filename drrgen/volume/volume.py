@@ -149,9 +149,9 @@ class Volume:
         memory that hardware prefetchers follow; within a slice, a row along a is contiguous,
         so the neighbouring rays of a group load it with a few vector loads instead of
         gathering voxel by voxel. The zero border (one in front, two behind, and slices past
-        n_axis) lets the projector clamp coordinates instead of branching. Cached per axis:
-        every view and crop of one volume share the copies (3 copies at most). The array is
-        the start of `axis_major_buffer(axis)`.
+        n_axis) lets the projector clamp coordinates instead of branching. Cached per axis and
+        layout: every view and crop of one volume share the copies (one per axis for the
+        layout the CPU uses). The array is the start of `axis_major_buffer(axis)`.
 
         With `slices_inner` the entry is [m // B, b + 1, a + 1, m % B]: a voxel's B slices of
         a block side by side, for CPUs that gather (no row loads: without AVX-512), where a

@@ -41,6 +41,21 @@ def test_summary_times_the_warm_up_and_the_first_block(reference):
     assert f"first block {summary.first_block_s:.1f} s" in summary.format()
 
 
+def test_a_failing_warm_up_is_one_warning_and_the_build_goes_on(ct_dir, tmp_path, monkeypatch):
+    import drrgen.build.pipeline as pipeline
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no compiler today")
+
+    monkeypatch.setattr(pipeline, "warm_kernels", broken)
+    lines = []
+    cfg = BuildConfig(samples_per_ct=2, block=2, size=32, patch=8, seed=3)
+    summary = build(ct_dir, tmp_path / "s.zarr", cfg, IN_PROCESS, progress=False, echo=lines.append)
+    assert summary.complete and summary.warm_s == 0.0
+    warning = "warning: kernel warm-up failed (RuntimeError: no compiler today); workers compile"
+    assert warning in lines
+
+
 def test_store_holds_exactly_what_project_and_correspondence_return(reference, ct_dir):
     url, cfg, summary = reference
     assert summary.complete and summary.written == 8 and not summary.failed

@@ -242,7 +242,7 @@ def test_plane_grouping_is_chosen_by_spread_and_gives_the_same_drr(monkeypatch):
     by_rows = project(vol, view)
     monkeypatch.setattr(kernels, "PLANE_SPREAD", 0.0)
     by_planes = project(vol, view, threads=1)
-    assert by_rows.max() > 10
+    assert by_rows.max() > 10 and not np.array_equal(by_planes, by_rows)  # PLANE_SPREAD is read
     np.testing.assert_allclose(by_planes, by_rows, rtol=1e-6, atol=1e-6 * by_rows.max())
     assert np.array_equal(by_planes, project(vol, view, threads=2))
     for crop in (vol.crop((3, 5, 2), (40, 44, 30)),):
@@ -269,7 +269,7 @@ def test_tiles_walk_the_layout_forwards_whatever_the_axes_orientation(flip):
     m = int(np.bincount(axis).argmax())
 
     def mid_a(lanes):
-        first = np.where(lanes[:, 0] >= 0, lanes[:, 0], lanes.max(axis=1))
+        first = lanes[np.arange(len(lanes)), (lanes >= 0).argmax(axis=1)]  # first valid lane
         return a0[first] + 0.5 * (kmin[first] + kmax[first]) * da[first]
 
     lanes, tile_ptr = _groups(rays, det, m, np.inf)
@@ -344,6 +344,9 @@ def test_layout_block_length_is_read_at_run_time(monkeypatch, block):
 
 @pytest.mark.parametrize("angles", [(0, 0), (35, 15), (135, 20), (-70, 40)])
 def test_row_loads_give_the_gathers_images_bitwise(monkeypatch, angles):
+    with pytest.raises(ValueError, match="LAYOUT"):
+        monkeypatch.setattr(kernels, "LAYOUT", "columns")
+        kernels.slices_inner()
     # Interior steps load rows where the lanes' span allows (AVX-512 CPUs) and gather
     # elsewhere; both orders of operations are the same, so the images must be too. Oblique
     # views spread a group over several rows; the crop leaves empty lanes at its edges.
@@ -370,6 +373,7 @@ def test_row_loads_give_the_gathers_images_bitwise(monkeypatch, angles):
 _AVX2_ONLY = "+avx2,+fma,+avx,+sse4.2,+popcnt,+bmi,+bmi2,+f16c,+lzcnt,+movbe,-avx512f"
 
 
+@pytest.mark.slow  # compiles every projector kernel afresh for the other target: about 20 s
 def test_avx2_only_target_gathers_on_the_slices_inner_layout_with_the_same_bits(tmp_path):
     # A CPU without AVX-512 (emulated: Numba compiles for an AVX2-only target, fresh cache)
     # gets the gathering kernels on the slices-inner layout, and the same image bitwise.
@@ -399,7 +403,11 @@ print(json.dumps({"slices_inner": kernels.slices_inner(), "drr": drr.tobytes().h
     )
     tests_dir = str(Path(__file__).resolve().parents[2])
     out = subprocess.run(
-        [sys.executable, "-c", script, tests_dir], env=env, capture_output=True, text=True
+        [sys.executable, "-c", script, tests_dir],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
