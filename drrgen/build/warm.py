@@ -2,10 +2,11 @@
 
 All kernels are ``@njit(cache=True)``: compiled once, they are written to Numba's cache
 (``__pycache__`` beside the sources; Numba's user cache folder when that is read-only;
-``NUMBA_CACHE_DIR`` when set), which every process on the machine reads. A build calls
-`warm_kernels` in the driver, so that on a fresh clone the kernels are compiled once there
-instead of in every worker at the same time, and the workers only load them. The cache is per
-CPU model: SLURM workers on another kind of node compile for themselves.
+``NUMBA_CACHE_DIR`` when set), which every process on the machine reads. A build on a local
+cluster calls `warm_kernels` in the driver, so that on a fresh clone the kernels are compiled
+once there instead of in every worker at the same time, and the workers only load them. The
+cache is per CPU model, so builds with SLURM or an external scheduler skip it (their workers
+may run on another kind of CPU than the driver; `pipeline._warm_up`).
 """
 
 from __future__ import annotations
