@@ -66,28 +66,17 @@ def rtk_drr_seconds(ct: Path, args) -> float | None:
         print("RTK not installed (pip install -e '.[bench]'): no RTK DRR time")
         return None
     import numpy as np
-    from bench_projector import rtk_projector
+    from bench_projector import bench_views, ct_framing, rtk_projector
     from timing import median_ms
 
-    from drrgen.geometry import carm_view
     from drrgen.volume import read_ct
 
     vol = read_ct(ct).to_mu()
-    n = np.array(vol.shape_ijk) - 1
-    corners = np.array([[i, j, k] for i in (0, n[0]) for j in (0, n[1]) for k in (0, n[2])])
-    world = vol.index_to_world(corners)
-    pixel_mm = 1.5 * float(np.ptp(world, axis=0).max()) / args.size
-    ms = []
-    for angles in [(0, 0), (30, 10), (45, 0), (90, 0), (135, 20)]:
-        view = carm_view(
-            *angles,
-            source_to_isocenter_mm=1000.0,
-            source_to_detector_mm=1500.0,
-            pixel_mm=pixel_mm,
-            shape=(args.size, args.size),
-            isocenter=tuple(world.mean(axis=0)),
-        )
-        ms.append(median_ms({"rtk": rtk_projector(vol, view, 2)}, 3)["rtk"])
+    centre, pixel_mm = ct_framing(vol, args.size)
+    ms = [
+        median_ms({"rtk": rtk_projector(vol, view, 2)}, 3)["rtk"]
+        for _, view in bench_views(args.size, pixel_mm, centre)
+    ]
     return float(np.median(ms)) / 1e3
 
 

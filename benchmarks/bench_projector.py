@@ -45,6 +45,37 @@ def make_volume(n: int, seed: int = 0) -> Volume:
     return Volume(data * np.float32(0.02), affine, "benchmark blobs")
 
 
+# (primary, secondary) C-arm angles in degrees of the benchmark's views.
+ANGLES = [(0, 0), (30, 10), (45, 0), (90, 0), (135, 20)]
+
+
+def ct_framing(vol: Volume, n: int) -> tuple[np.ndarray, float]:
+    """(centre (3,) LPS mm, pixel mm) putting a volume's corner voxels at the isocentre and its
+    largest extent across an n-pixel detector (magnification 1.5)."""
+    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+    world = vol.index_to_world(corners * (np.array(vol.shape_ijk) - 1))
+    return world.mean(axis=0), 1.5 * float(np.ptp(world, axis=0).max()) / n
+
+
+def bench_views(n: int, pixel_mm: float, centre) -> list:
+    """The benchmark's (angles, View) pairs: an n x n detector, source 1000 mm from the
+    isocentre, detector 1500 mm from the source."""
+    return [
+        (
+            angles,
+            carm_view(
+                *angles,
+                source_to_isocenter_mm=1000.0,
+                source_to_detector_mm=1500.0,
+                pixel_mm=pixel_mm,
+                shape=(n, n),
+                isocenter=tuple(centre),
+            ),
+        )  # fmt: skip
+        for angles in ANGLES
+    ]
+
+
 def rtk_projector(volume: Volume, view, threads: int):
     """A callable running RTK's CPU Joseph projector for `view`; returns (H, W) float32."""
     import itk
@@ -105,11 +136,7 @@ def main() -> None:
         vol = hu.to_mu()
         vol.data[:2], vol.data[-2:], vol.data[:, :2], vol.data[:, -2:] = 0, 0, 0, 0
         vol.data[:, :, :2], vol.data[:, :, -2:] = 0, 0
-        corners = np.array([[i, j, k] for i in (0, n - 1) for j in (0, n - 1) for k in (0, n - 1)])
-        world = vol.index_to_world(corners)
-        centre = world.mean(axis=0)
-        # The detector covers the CT's largest extent at the isocentre (magnification 1.5).
-        pixel_mm = 1.5 * float(np.ptp(world, axis=0).max()) / n
+        centre, pixel_mm = ct_framing(vol, n)
     floor_ms = median_ms({"read": lambda: vol.data.max()}, args.repeats)["read"]
     print(machine())
     print(
@@ -122,16 +149,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     ratios, best, rtk = [], [], []
-    for primary, secondary in [(0, 0), (30, 10), (45, 0), (90, 0), (135, 20)]:
-        view = carm_view(
-            primary,
-            secondary,
-            source_to_isocenter_mm=1000.0,
-            source_to_detector_mm=1500.0,
-            pixel_mm=pixel_mm,
-            shape=(n, n),
-            isocenter=tuple(centre),
-        )
+    for (primary, secondary), view in bench_views(n, pixel_mm, centre):
         fns = {
             "1t": lambda v=view: project(vol, v, threads=1),
             "nt": lambda v=view: project(vol, v, threads=args.threads),
