@@ -13,6 +13,8 @@ that two vector loads cover.
 
 from __future__ import annotations
 
+import functools
+
 from llvmlite import ir
 from numba.core import cgutils, config, types
 from numba.extending import intrinsic
@@ -79,9 +81,11 @@ def _has_avx512(context) -> bool:
     return "+avx512f" in features.split(",")
 
 
+@functools.cache
 def target_has_avx512() -> bool:
     """Whether Numba's CPU target (the host, or NUMBA_CPU_NAME/FEATURES) has AVX-512F, i.e.
-    whether `row_step` compiles to row loads rather than to a constant False."""
+    whether `row_step` compiles to row loads rather than to a constant False. Fixed for the
+    process: asked once, not on every `project` call."""
     from numba.core.registry import cpu_target
 
     return _has_avx512(cpu_target.target_context)

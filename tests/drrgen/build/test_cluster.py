@@ -1,8 +1,16 @@
+import logging
 from pathlib import Path
 
 import pytest
 
-from drrgen.build.cluster import load_slurm_config, local_shape, slurm_cluster, worker_env
+from drrgen.build.cluster import (
+    ClusterOptions,
+    load_slurm_config,
+    local_shape,
+    open_client,
+    slurm_cluster,
+    worker_env,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -47,3 +55,15 @@ def test_bad_slurm_config_is_named(tmp_path):
     path.write_text("jobs: many\ncluster: {cores: 4}\n", encoding="utf-8")
     with pytest.raises(ValueError, match="s.yaml: jobs: expected an integer, got 'many'"):
         load_slurm_config(path)
+
+
+def test_the_sync_cancel_traceback_is_dropped_and_other_errors_are_kept(caplog):
+    # Ctrl-C during a blocking Dask call: distributed's failing cancel callback is not shown.
+    with open_client(ClusterOptions(workers=0)):
+        pass
+    logger = logging.getLogger("tornado.application")
+    with caplog.at_level(logging.ERROR, logger="tornado.application"):
+        logger.error("Exception in callback partial(<function sync.<locals>.cancel at 0x1>)")
+        logger.error("Exception in callback something else")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["Exception in callback something else"]
