@@ -14,12 +14,14 @@ within a few cache lines whatever the ray slope.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 from numba import njit, prange
 
 from drrgen.projector.intrinsics import (
     ROW_LANES,
+    fast_gathers,
     index32,
     load_at,
     row_step,
@@ -41,11 +43,13 @@ TILE_ROWS = 8
 # cross several rows. False: gathers only (the same images bitwise; tests compare).
 ROW_LOADS = True
 # The layout per CPU (`Volume.axis_major`): with row loads, a row along a is contiguous in
-# each slice; without them (targets without AVX-512 gather every sample) a voxel's slices of
-# a block sit side by side, so one gathered cache line serves the next 15 steps of a ray:
+# each slice; with gathers, a voxel's slices of a block sit side by side, so one gathered
+# cache line serves the next 15 steps of a ray. Gathers on the slices-inner layout are
 # 1.28-1.85x faster than gathering from the row layout (AVX2-only code on AMD Zen 4, 1
-# thread, 256^3, 5 views, 2026-12-06). "auto": pick by `slices_inner()`; "rows" or
-# "slices": force one (the images are bitwise the same).
+# thread, 256^3, 5 views), and on Intel CPUs with fast gathers (`intrinsics.fast_gathers`)
+# 1.1-1.4x faster than row loads (Xeon model 207, real 256^3 CT, 1-2 threads, 2026-12-06).
+# "auto": pick by `slices_inner()`; "rows" or "slices": force one (the images are bitwise
+# the same).
 LAYOUT = "auto"
 # Strongly oblique views (e.g. 135 deg with a 20 deg tilt): the rays of a detector row
 # drift across several rows b of the layout on every slice, so row loads need up to 6 rows
@@ -53,7 +57,9 @@ LAYOUT = "auto"
 # on average, `group_rays` groups rays along planes of equal db instead, which read one or
 # two rows. Measured per DRR on AMD Zen 4, 1 thread, 256^3 (2026-12-06): 1.35x faster at
 # (135, 20) and (20, 40) deg, 0.93x at (60, 30); forced on views below the threshold it
-# was 0.6-0.9x (spread 0.3-2.9), hence the threshold. math.inf: detector rows always.
+# was 0.6-0.9x (spread 0.3-2.9), hence the threshold. math.inf: detector rows always. Row
+# layout only: gathers on the slices-inner layout were 1.17-1.35x slower with planes at
+# (135, 20) deg (Xeon model 207, real CT, 1-2 threads). Grouping changes no image bit.
 PLANE_SPREAD = 3.0
 # Slice number beyond any volume: the start of an empty range.
 NO_SLICE = 1 << 30
@@ -63,13 +69,20 @@ _EPS = 1e-3
 
 
 def slices_inner() -> bool:
-    """Whether `project` uses the slices-inner layout: LAYOUT, or in "auto" when the compiled
-    kernels gather (no AVX-512 target, or ROW_LOADS off)."""
-    if LAYOUT not in ("auto", "rows", "slices"):
-        raise ValueError(f"kernels.LAYOUT must be 'auto', 'rows' or 'slices', not {LAYOUT!r}")
-    if LAYOUT != "auto":
-        return LAYOUT == "slices"
-    return not (ROW_LOADS and target_has_avx512())
+    """Whether `project` uses the slices-inner layout (gathers) rather than the row layout.
+
+    LAYOUT when set; in "auto", the environment variable DRRGEN_LAYOUT ("rows", "slices",
+    "auto") when set; else slices when the compiled kernels gather anyway (no AVX-512 target,
+    or ROW_LOADS off) or when the CPU's gathers are fast (`intrinsics.fast_gathers`), rows
+    (row loads) otherwise. The images are bitwise the same either way.
+    """
+    layout = LAYOUT if LAYOUT != "auto" else os.environ.get("DRRGEN_LAYOUT", "auto")
+    if layout not in ("auto", "rows", "slices"):
+        source = "kernels.LAYOUT" if LAYOUT != "auto" else "DRRGEN_LAYOUT"
+        raise ValueError(f"{source} must be 'auto', 'rows' or 'slices', not {layout!r}")
+    if layout != "auto":
+        return layout == "slices"
+    return not (ROW_LOADS and target_has_avx512()) or fast_gathers()
 
 
 @njit(cache=True, inline="always")
@@ -406,7 +419,7 @@ def _edge_steps(
     """
     w_a = np.int32(1 << sh_a)
     w_b, w_ba = np.int32(s_b), np.int32(s_b + w_a)
-    zero, one = np.float32(0.0), np.float32(1.0)
+    zero = np.float32(0.0)
     for k in range(k0, k1):
         kf = np.float32(k)
         base = _slice_offset(k, s_blk, s_k, shift)
@@ -416,15 +429,20 @@ def _edge_steps(
             pb = min(max(b0[lane] + kf * db[lane], np.float32(lo_b)), np.float32(hi_b + 1))
             ia, ib = np.int32(pa), np.int32(pb)
             fa, fb = pa - np.float32(ia), pb - np.float32(ib)
-            wa0 = (one - fa) if (ia > lo_a) & (ia <= hi_a) else zero
-            wa1 = fa if ia < hi_a else zero
-            wb0 = (one - fb) if (ib > lo_b) & (ib <= hi_b) else zero
-            wb1 = fb if ib < hi_b else zero
+            in_a0, in_a1 = (ia > lo_a) & (ia <= hi_a), ia < hi_a
+            in_b0, in_b1 = (ib > lo_b) & (ib <= hi_b), ib < hi_b
             p = index32(ib, ia, w_b, np.int32(sh_a), base)
-            v0 = wa0 * load_at(flat, p, np.int32(0)) + wa1 * load_at(flat, p, w_a)
-            v1 = wa0 * load_at(flat, p, w_b) + wa1 * load_at(flat, p, w_ba)
+            # Voxels outside the box read as 0, and the rest is `_interior_steps`' arithmetic
+            # verbatim: a sample inside the box gets the same bits on either path, so an image
+            # does not depend on how rays are grouped (which slices of a lane are interior).
+            f00 = load_at(flat, p, np.int32(0)) if in_a0 & in_b0 else zero
+            f01 = load_at(flat, p, w_a) if in_a1 & in_b0 else zero
+            f10 = load_at(flat, p, w_b) if in_a0 & in_b1 else zero
+            f11 = load_at(flat, p, w_ba) if in_a1 & in_b1 else zero
+            v0 = f00 + fa * (f01 - f00)
+            v1 = f10 + fa * (f11 - f10)
             on = (k >= kmin[lane]) & (k <= kmax[lane])
-            acc[lane] += (wb0 * v0 + wb1 * v1) if on else zero
+            acc[lane] += (v0 + fb * (v1 - v0)) if on else zero
 
 
 @njit(cache=True, fastmath={"contract"}, pipeline_class=NoAliasCompiler)

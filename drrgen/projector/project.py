@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from drrgen.geometry.view import View
@@ -68,7 +70,7 @@ def project(
                 w,
                 m,
                 abs(du[a]) >= abs(dv[a]),
-                kernels.PLANE_SPREAD,
+                math.inf if slices_inner else kernels.PLANE_SPREAD,
             )
             if lanes.shape[0] == 0:
                 continue

@@ -9,7 +9,7 @@ import pytest
 from numba import njit
 from numba.core.errors import TypingError
 
-from drrgen.projector.intrinsics import index32, load_at
+from drrgen.projector.intrinsics import fast_gathers, index32, load_at
 
 
 @njit
@@ -59,3 +59,23 @@ def test_int64_or_float_arguments_are_a_typing_error():
         njit(lambda: index32(np.int64(1), np.int32(1), np.int32(1), np.int32(1), np.int32(1)))()
     with pytest.raises(TypingError):
         njit(lambda a: load_at(a, 2.5, np.int32(0)))(np.zeros(4, np.float32))
+
+
+@pytest.mark.parametrize(
+    ("vendor", "gds", "fast"),
+    [
+        ("GenuineIntel", "Not affected", True),
+        ("GenuineIntel", "Vulnerable", True),
+        ("GenuineIntel", None, True),  # a kernel that predates the report
+        ("GenuineIntel", "Mitigation: Microcode", False),
+        ("AuthenticAMD", "Not affected", False),
+        (None, None, False),  # no /proc/cpuinfo
+    ],
+)
+def test_fast_gathers_by_vendor_and_downfall_mitigation(tmp_path, vendor, gds, fast):
+    cpuinfo, status = tmp_path / "cpuinfo", tmp_path / "gds"
+    if vendor:
+        cpuinfo.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\nflags\t: fpu avx2\n")
+    if gds:
+        status.write_text(gds + "\n")
+    assert fast_gathers(str(cpuinfo), str(status)) is fast

@@ -8,7 +8,7 @@ import pytest
 from helpers import ball_volume, box_chords, centred, oblique_affine
 
 from drrgen.geometry import View, carm_view
-from drrgen.projector import kernels, project
+from drrgen.projector import intrinsics, kernels, project
 from drrgen.volume import Volume
 
 
@@ -236,22 +236,32 @@ def test_plane_grouping_is_chosen_by_spread_and_gives_the_same_drr(monkeypatch):
     np.testing.assert_array_equal(
         _groups(square, det, m0, kernels.PLANE_SPREAD)[0], _groups(square, det, m0, np.inf)[0]
     )
-    # Same samples, same order per ray: the images agree to float32 rounding, and with
-    # planes forced they are bitwise the same for any thread count.
-    monkeypatch.setattr(kernels, "PLANE_SPREAD", np.inf)
-    by_rows = project(vol, view)
-    monkeypatch.setattr(kernels, "PLANE_SPREAD", 0.0)
-    by_planes = project(vol, view, threads=1)
-    assert by_rows.max() > 10 and not np.array_equal(by_planes, by_rows)  # PLANE_SPREAD is read
-    np.testing.assert_allclose(by_planes, by_rows, rtol=1e-6, atol=1e-6 * by_rows.max())
-    assert np.array_equal(by_planes, project(vol, view, threads=2))
-    for crop in (vol.crop((3, 5, 2), (40, 44, 30)),):
+    # Same samples, same order per ray, and a sample's arithmetic does not depend on whether
+    # its group is masked there: the images are bitwise the same, also on crops (masked
+    # steps at the crop's faces) and for any thread count.
+    spreads = []
+    group_rays = kernels.group_rays
+
+    def spy(*args):
+        spreads.append(args[-1])
+        return group_rays(*args)
+
+    monkeypatch.setattr(kernels, "group_rays", spy)
+    monkeypatch.setattr(kernels, "LAYOUT", "rows")
+    images = []
+    for volume in (vol, vol.crop((3, 5, 2), (40, 44, 30))):
         monkeypatch.setattr(kernels, "PLANE_SPREAD", np.inf)
-        expected = project(crop, view)
+        by_rows = project(volume, view)
+        images.append(by_rows)
         monkeypatch.setattr(kernels, "PLANE_SPREAD", 0.0)
-        np.testing.assert_allclose(
-            project(crop, view), expected, rtol=1e-6, atol=1e-6 * expected.max()
-        )
+        by_planes = project(volume, view, threads=1)
+        assert by_rows.max() > 10 and np.array_equal(by_planes, by_rows)
+        assert np.array_equal(by_planes, project(volume, view, threads=2))
+    assert set(spreads) == {np.inf, 0.0}  # read at call time
+    # The slices-inner layout (gathers) keeps detector rows: planes only help row loads.
+    spreads.clear()
+    monkeypatch.setattr(kernels, "LAYOUT", "slices")
+    assert np.array_equal(project(vol, view), images[0]) and set(spreads) == {np.inf}
 
 
 @pytest.mark.parametrize("flip", [1.0, -1.0])
@@ -321,8 +331,9 @@ def test_ray_grazing_a_face_from_outside_reads_nothing(offset):
     assert project(vol, view)[0, 0] == 0.0
 
 
+@pytest.mark.parametrize("layout", ["rows", "slices"])
 @pytest.mark.parametrize("block", [8, 64])
-def test_layout_block_length_is_read_at_run_time(monkeypatch, block):
+def test_layout_block_length_is_read_at_run_time(monkeypatch, block, layout):
     # The kernels take the block of slices from the layout, so another SLICE_BLOCK gives the
     # same image (same samples, same order) with no recompilation.
     import drrgen.volume.volume as volume_module
@@ -333,20 +344,39 @@ def test_layout_block_length_is_read_at_run_time(monkeypatch, block):
     view = carm_view(
         35, 15, source_to_isocenter_mm=250, source_to_detector_mm=420, pixel_mm=1.1, shape=(33, 31)
     )
+    monkeypatch.setattr(kernels, "LAYOUT", layout)
     expected = project(Volume(data, affine).crop((2, 3, 1), (30, 27, 38)), view)
     monkeypatch.setattr(volume_module, "SLICE_BLOCK", block)
     vol = Volume(data, affine)
     got = project(vol.crop((2, 3, 1), (30, 27, 38)), view)
-    projected = [k[1] for k in vol._cache if isinstance(k, tuple) and k[0] == "axis_major_buffer"]
-    assert projected and all(vol.axis_major(m).shape[2] == block for m in projected)
+    inner = layout == "slices"
+    projected = [k[1:] for k in vol._cache if isinstance(k, tuple) and k[0] == "axis_major_buffer"]
+    assert projected and all(key[1] == inner for key in projected)
+    assert all(vol.axis_major(m, inner).shape[3 if inner else 2] == block for m, _ in projected)
     assert np.array_equal(got, expected)
+
+
+def test_layout_is_chosen_by_code_then_environment_then_cpu(monkeypatch):
+    monkeypatch.setattr(kernels, "LAYOUT", "auto")
+    monkeypatch.delenv("DRRGEN_LAYOUT", raising=False)
+    gathers_anyway = not (kernels.ROW_LOADS and intrinsics.target_has_avx512())
+    assert kernels.slices_inner() == (gathers_anyway or intrinsics.fast_gathers())
+    for value, inner in (("rows", False), ("slices", True)):
+        monkeypatch.setenv("DRRGEN_LAYOUT", value)
+        assert kernels.slices_inner() is inner
+        monkeypatch.setattr(kernels, "LAYOUT", "slices" if value == "rows" else "rows")
+        assert kernels.slices_inner() is not inner  # the code's setting wins
+        monkeypatch.setattr(kernels, "LAYOUT", "auto")
+    monkeypatch.setenv("DRRGEN_LAYOUT", "columns")
+    with pytest.raises(ValueError, match="DRRGEN_LAYOUT must be"):
+        kernels.slices_inner()
+    monkeypatch.setattr(kernels, "LAYOUT", "columns")
+    with pytest.raises(ValueError, match="kernels.LAYOUT must be"):
+        kernels.slices_inner()
 
 
 @pytest.mark.parametrize("angles", [(0, 0), (35, 15), (135, 20), (-70, 40)])
 def test_row_loads_give_the_gathers_images_bitwise(monkeypatch, angles):
-    with pytest.raises(ValueError, match="LAYOUT"):
-        monkeypatch.setattr(kernels, "LAYOUT", "columns")
-        kernels.slices_inner()
     # Interior steps load rows where the lanes' span allows (AVX-512 CPUs) and gather
     # elsewhere; both orders of operations are the same, so the images must be too. Oblique
     # views spread a group over several rows; the crop leaves empty lanes at its edges.
