@@ -47,5 +47,21 @@ def machine() -> str:
     layer = os.environ.get("NUMBA_THREADING_LAYER", "default")
     return (
         f"machine: {model}, {os.cpu_count()} cores, {'/'.join(simd) or 'no AVX'}; {versions}, "
-        f"threading layer {layer}"
+        f"threading layer {layer}; {projector_variant()}"
     )
+
+
+def projector_variant() -> str:
+    """Which projector kernels this process runs (`drrgen.projector.kernels.slices_inner`)
+    and why: forced (kernels.LAYOUT, DRRGEN_LAYOUT) or chosen for this CPU."""
+    import os
+
+    from drrgen.projector import intrinsics, kernels
+
+    inner = kernels.slices_inner()
+    layout = "slices-inner layout, gathers" if inner else "row layout, row loads"
+    if kernels.LAYOUT != "auto" or (os.environ.get("DRRGEN_LAYOUT") or "auto") != "auto":
+        return f"projector: {layout} (forced)"
+    if not intrinsics.target_has_avx512():
+        return f"projector: {layout} (no AVX-512)"
+    return f"projector: {layout} ({'fast' if intrinsics.fast_gathers() else 'slow'} gathers)"

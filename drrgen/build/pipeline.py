@@ -34,6 +34,7 @@ from drrgen.build.store import (
 )
 from drrgen.build.tasks import BlockResult, BlockTask, Job, run_block
 from drrgen.build.warm import warm_kernels
+from drrgen.projector import kernels
 from drrgen.projector.torch_joseph import parse_device
 from drrgen.store_contract import (
     FORMAT,
@@ -329,9 +330,11 @@ def build(
         StoreError: `out` cannot be used (see `prepare_store`). LockError (a StoreError):
             another build holds the store's lock (`drrgen.build.lock`).
         DeviceError (a UserError): `device` cannot be used here (e.g. CUDA without a GPU).
+        UserError: the environment variable DRRGEN_LAYOUT is not a projector layout.
     """
     t0 = time.perf_counter()
     parse_device(device)  # refuse a missing GPU before any work (tasks get the option as given)
+    kernels.slices_inner()  # and a bad DRRGEN_LAYOUT, which every task would fail on
     cfg = (cfg or BuildConfig()).validate()
     cluster = cluster or ClusterOptions()
     sources = discover_cts(ct_dir)

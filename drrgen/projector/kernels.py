@@ -19,6 +19,7 @@ import os
 import numpy as np
 from numba import njit, prange
 
+from drrgen.errors import UserError
 from drrgen.projector.intrinsics import (
     ROW_LANES,
     fast_gathers,
@@ -76,10 +77,11 @@ def slices_inner() -> bool:
     or ROW_LOADS off) or when the CPU's gathers are fast (`intrinsics.fast_gathers`), rows
     (row loads) otherwise. The images are bitwise the same either way.
     """
-    layout = LAYOUT if LAYOUT != "auto" else os.environ.get("DRRGEN_LAYOUT", "auto")
+    layout = LAYOUT if LAYOUT != "auto" else (os.environ.get("DRRGEN_LAYOUT") or "auto")
     if layout not in ("auto", "rows", "slices"):
-        source = "kernels.LAYOUT" if LAYOUT != "auto" else "DRRGEN_LAYOUT"
-        raise ValueError(f"{source} must be 'auto', 'rows' or 'slices', not {layout!r}")
+        if LAYOUT != "auto":
+            raise ValueError(f"kernels.LAYOUT must be 'auto', 'rows' or 'slices', not {layout!r}")
+        raise UserError(f"DRRGEN_LAYOUT must be 'auto', 'rows' or 'slices', not {layout!r}")
     if layout != "auto":
         return layout == "slices"
     return not (ROW_LOADS and target_has_avx512()) or fast_gathers()

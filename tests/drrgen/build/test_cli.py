@@ -108,3 +108,15 @@ def test_device_cuda_without_a_gpu_is_refused_in_one_line(ct_dir, tmp_path):
     assert result.exit_code == 2, result.output
     assert result.output.strip() == "error: device cuda: CUDA is not available (no GPU visible)"
     assert not out.exists()
+
+
+def test_a_bad_projector_layout_in_the_environment_is_refused_before_any_work(
+    ct_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("DRRGEN_LAYOUT", "columns")
+    out = tmp_path / "s.zarr"
+    result = CliRunner().invoke(app, ["build", "--ct-dir", str(ct_dir), "--out", str(out), *ARGS])
+    assert result.exit_code == 2, result.output
+    expected = "error: DRRGEN_LAYOUT must be 'auto', 'rows' or 'slices', not 'columns'"
+    assert result.output.strip() == expected
+    assert not out.exists()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from helpers import ball_volume, box_chords, centred, oblique_affine
 
+from drrgen.errors import UserError
 from drrgen.geometry import View, carm_view
 from drrgen.projector import intrinsics, kernels, project
 from drrgen.volume import Volume
@@ -367,8 +368,10 @@ def test_layout_is_chosen_by_code_then_environment_then_cpu(monkeypatch):
         monkeypatch.setattr(kernels, "LAYOUT", "slices" if value == "rows" else "rows")
         assert kernels.slices_inner() is not inner  # the code's setting wins
         monkeypatch.setattr(kernels, "LAYOUT", "auto")
+    monkeypatch.setenv("DRRGEN_LAYOUT", "")  # set but empty: as unset
+    assert kernels.slices_inner() == (gathers_anyway or intrinsics.fast_gathers())
     monkeypatch.setenv("DRRGEN_LAYOUT", "columns")
-    with pytest.raises(ValueError, match="DRRGEN_LAYOUT must be"):
+    with pytest.raises(UserError, match="DRRGEN_LAYOUT must be"):
         kernels.slices_inner()
     monkeypatch.setattr(kernels, "LAYOUT", "columns")
     with pytest.raises(ValueError, match="kernels.LAYOUT must be"):
