@@ -18,7 +18,7 @@ def cube_ct(ct: Path, n: int):
     from drrgen.volume import read_ct
     from drrgen.volume.io import _to_volume, volume_to_image
 
-    if ct == DEFAULT_CT and not ct.exists():
+    if ct.resolve() == DEFAULT_CT and not ct.exists():
         raise SystemExit(f"error: {ct}: no such file; `make data` writes the default CTs there")
 
     image = volume_to_image(read_ct(ct))

@@ -22,7 +22,7 @@ def median_ms(fns: dict, repeats: int) -> dict:
 
 def machine() -> str:
     """One line naming the machine the figures come from: CPU model, cores, SIMD flags,
-    Numba/LLVM versions and Numba's threading layer setting."""
+    Numba/LLVM versions, Numba's threading layer setting and the projector's kernels."""
     import os
     import platform
 
@@ -56,12 +56,22 @@ def projector_variant() -> str:
     and why: forced (kernels.LAYOUT, DRRGEN_LAYOUT) or chosen for this CPU."""
     import os
 
+    from drrgen.errors import UserError
     from drrgen.projector import intrinsics, kernels
 
-    inner = kernels.slices_inner()
-    layout = "slices-inner layout, gathers" if inner else "row layout, row loads"
+    try:
+        inner = kernels.slices_inner()
+    except UserError as err:
+        raise SystemExit(f"error: {err}") from None
+    row_loads = not inner and kernels.ROW_LOADS and intrinsics.target_has_avx512()
+    loads = "row loads" if row_loads else "gathers"
+    layout = f"{'slices-inner' if inner else 'row'} layout, {loads}"
     if kernels.LAYOUT != "auto" or (os.environ.get("DRRGEN_LAYOUT") or "auto") != "auto":
-        return f"projector: {layout} (forced)"
-    if not intrinsics.target_has_avx512():
-        return f"projector: {layout} (no AVX-512)"
-    return f"projector: {layout} ({'fast' if intrinsics.fast_gathers() else 'slow'} gathers)"
+        why = "forced"
+    elif not kernels.ROW_LOADS:
+        why = "ROW_LOADS off"
+    elif not intrinsics.target_has_avx512():
+        why = "no AVX-512"
+    else:
+        why = f"{'fast' if intrinsics.fast_gathers() else 'slow'} gathers"
+    return f"projector: {layout} ({why})"

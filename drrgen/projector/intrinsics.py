@@ -6,9 +6,10 @@ multiplies. With the index computed in 32 bits and sign-extended right at the ad
 emits ``vgatherdps`` and ``vpmulld`` instead (16 % faster per sample on data in cache).
 The caller guarantees that every index fits in int32 (`project` checks the layout's size).
 
-`row_step` replaces the gathers where it can: gathers cost per element on AMD Zen cores
-(about 1.6x slower per DRR than row loads there), while a group's 16 rays read a row segment
-that two vector loads cover.
+`row_step` replaces the gathers where it can on the row layout: gathers cost per element on
+AMD Zen cores (about 1.6x slower per DRR than row loads there), while a group's 16 rays read a
+row segment that two vector loads cover. Intel CPUs whose gathers are fast gather on the
+slices-inner layout instead: `fast_gathers` tells them apart (`kernels.slices_inner`).
 """
 
 from __future__ import annotations
@@ -99,10 +100,14 @@ def fast_gathers(cpuinfo: str = "/proc/cpuinfo", gds_status: str = _GDS) -> bool
     """Whether this CPU's vector gathers are fast: an Intel CPU without the microcode
     mitigation of Gather Data Sampling (Downfall), which makes every gather slow.
 
-    Why it matters: on such CPUs gathering from the slices-inner layout beats row loads, 1.1-1.4x
-    per DRR on whole 256^3 CTs and 1.05-1.08x on builder crops (Xeon, model 207, 2026-12-06);
-    on AMD Zen 4, whose gathers cost per element, it is 0.56-1.00x. Other CPUs, or no
-    /proc/cpuinfo (not Linux): False, the row layout. The paths are parameters for tests.
+    Why it matters: on such CPUs gathering from the slices-inner layout beats row loads,
+    1.1-1.4x per DRR on a whole 256^3 CT at 1 thread (1.03-1.33x at 2) and 1.24-1.32x in DRR
+    CPU per pair in builds (Xeon, model 207, 2026-12-06); on AMD Zen 4, whose gathers cost
+    per element, it is 0.56-1.00x. Only a kernel report of "Not affected" or "Vulnerable"
+    counts: "Unknown" (a VM whose host may mitigate), no report (an old kernel, BIOS microcode
+    unknown), other vendors or no /proc/cpuinfo (not Linux) give False, and AVX-512 CPUs then
+    keep the row layout (CPUs without AVX-512 gather on the slices-inner layout whatever
+    this says). The paths are parameters for tests.
     """
     vendor, gds = "", ""
     try:
@@ -114,7 +119,7 @@ def fast_gathers(cpuinfo: str = "/proc/cpuinfo", gds_status: str = _GDS) -> bool
             gds = f.read().strip()
     except OSError:
         pass
-    return vendor == "GenuineIntel" and not gds.startswith("Mitigation")
+    return vendor == "GenuineIntel" and gds.startswith(("Not affected", "Vulnerable"))
 
 
 def _declare(module, name, fnty):

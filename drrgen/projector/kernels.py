@@ -38,8 +38,8 @@ from drrgen.projector.noalias import NoAliasCompiler
 # process). The block length comes from the layout itself (a power of 2, its third axis).
 LANES = ROW_LANES
 TILE_ROWS = 8
-# Interior steps load the rows their rays sample (`intrinsics.row_step`, on CPUs with
-# AVX-512) instead of gathering voxel by voxel: 1.6x faster per DRR on AMD Zen 4 (whose
+# Interior steps on the row layout load the rows their rays sample (`intrinsics.row_step`,
+# on CPUs with AVX-512) instead of gathering voxel by voxel: 1.6x faster per DRR on AMD Zen 4 (whose
 # gathers cost per element) for views along an axis, 1.0-1.2x for oblique ones, whose groups
 # cross several rows. False: gathers only (the same images bitwise; tests compare).
 ROW_LOADS = True
@@ -48,7 +48,8 @@ ROW_LOADS = True
 # cache line serves the next 15 steps of a ray. Gathers on the slices-inner layout are
 # 1.28-1.85x faster than gathering from the row layout (AVX2-only code on AMD Zen 4, 1
 # thread, 256^3, 5 views), and on Intel CPUs with fast gathers (`intrinsics.fast_gathers`)
-# 1.1-1.4x faster than row loads (Xeon model 207, real 256^3 CT, 1-2 threads, 2026-12-06).
+# 1.1-1.4x faster than row loads at 1 thread, 1.03-1.33x at 2 (Xeon model 207, real 256^3
+# CT, 2026-12-06).
 # "auto": pick by `slices_inner()`; "rows" or "slices": force one (the images are bitwise
 # the same).
 LAYOUT = "auto"
@@ -81,7 +82,7 @@ def slices_inner() -> bool:
     if layout not in ("auto", "rows", "slices"):
         if LAYOUT != "auto":
             raise ValueError(f"kernels.LAYOUT must be 'auto', 'rows' or 'slices', not {layout!r}")
-        raise UserError(f"DRRGEN_LAYOUT must be 'auto', 'rows' or 'slices', not {layout!r}")
+        raise UserError(f"DRRGEN_LAYOUT: must be 'auto', 'rows' or 'slices', not {layout!r}")
     if layout != "auto":
         return layout == "slices"
     return not (ROW_LOADS and target_has_avx512()) or fast_gathers()
@@ -204,8 +205,8 @@ def group_rays(axis, kmin, kmax, a0, da, b0, db, h, w, m, along_rows, plane_spre
     groups end up more than `plane_spread` rows b apart on average (strongly oblique views),
     along the detector traces of planes of equal db (`_plane_keys`, `_plane_groups`), whose
     rays read one or two rows b on every slice. Either way each ray sums its samples in slice
-    order; the two groupings' images may differ in the last bit (which slices of a ray take
-    the masked path near box faces), and neither depends on the thread count.
+    order with the same arithmetic (masked or not), so both give the same image bitwise, for
+    any thread count.
 
     Args:
         axis, kmin, kmax, b0, db: (h * w,) per-ray outputs of `ray_setup`.

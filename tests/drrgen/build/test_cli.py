@@ -117,6 +117,6 @@ def test_a_bad_projector_layout_in_the_environment_is_refused_before_any_work(
     out = tmp_path / "s.zarr"
     result = CliRunner().invoke(app, ["build", "--ct-dir", str(ct_dir), "--out", str(out), *ARGS])
     assert result.exit_code == 2, result.output
-    expected = "error: DRRGEN_LAYOUT must be 'auto', 'rows' or 'slices', not 'columns'"
+    expected = "error: DRRGEN_LAYOUT: must be 'auto', 'rows' or 'slices', not 'columns'"
     assert result.output.strip() == expected
     assert not out.exists()

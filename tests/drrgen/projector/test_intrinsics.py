@@ -66,7 +66,8 @@ def test_int64_or_float_arguments_are_a_typing_error():
     [
         ("GenuineIntel", "Not affected", True),
         ("GenuineIntel", "Vulnerable", True),
-        ("GenuineIntel", None, True),  # a kernel that predates the report
+        ("GenuineIntel", None, False),  # a kernel that predates the report: unknown
+        ("GenuineIntel", "Unknown: Dependent on hypervisor status", False),
         ("GenuineIntel", "Mitigation: Microcode", False),
         ("AuthenticAMD", "Not affected", False),
         (None, None, False),  # no /proc/cpuinfo
