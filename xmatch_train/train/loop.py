@@ -66,7 +66,11 @@ class EpochIterator:
     def __next__(self) -> dict:
         while True:
             if self._it is None:
-                self._it = iter(self.batches(self.epoch, self.position))
+                # Ctrl-C held while a DataLoader starts its workers: torch's iterator, cut
+                # off half-built, prints a traceback from its __del__ (AttributeError
+                # '_shutdown'); delivered once it exists, it shuts down cleanly.
+                with deferred_interrupt():
+                    self._it = iter(self.batches(self.epoch, self.position))
             try:
                 batch = next(self._it)
             except StopIteration:

@@ -22,6 +22,7 @@ from xmatch_train.cli import app
 from xmatch_train.testing import write_toy_store
 from xmatch_train.train import load_checkpoint, save_checkpoint
 from xmatch_train.train.logger import read_log
+from xmatch_train.train.loop import EpochIterator
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +176,25 @@ def test_torchrun_ranks_stop_together_naming_the_damaged_block(healthy, tmp_path
     assert "in samples [8, 9, 10, 11]" in errors[0], errors[0]
     last = tmp_path / "run" / "ckpt" / "last.pt"
     assert not last.exists() or finite(load_checkpoint(last)["model"])
+
+
+def test_ctrl_c_while_an_epoch_starts_waits_until_its_loader_iterator_exists():
+    # A terminal's Ctrl-C landing while a DataLoader spawns its workers cut torch's iterator
+    # off half-built, whose __del__ then printed a traceback: now it is held until iter()
+    # has returned, then delivered.
+    built = []
+
+    class Loader:
+        def __iter__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)  # signal handlers run here, between bytecodes
+            built.append(True)
+            return iter([{"x": 1}])
+
+    batches = EpochIterator(lambda epoch, skip: Loader())
+    with pytest.raises(KeyboardInterrupt):
+        next(batches)
+    assert built == [True]
 
 
 @pytest.mark.slow
