@@ -192,8 +192,14 @@ def test_ctrl_c_while_an_epoch_starts_waits_until_its_loader_iterator_exists():
             return iter([{"x": 1}])
 
     batches = EpochIterator(lambda epoch, skip: Loader())
-    with pytest.raises(KeyboardInterrupt):
-        next(batches)
+    # Python's own handler, as in `xmatch pretrain` (imports elsewhere in this test process,
+    # e.g. dask_jobqueue's runner, install their own).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            next(batches)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert built == [True]
 
 
