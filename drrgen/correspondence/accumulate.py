@@ -11,7 +11,8 @@ from drrgen.correspondence.footprint import Footprints
 @njit(cache=True)
 def _invert(start, count, patch, weight, n_patch, inv_start, inv_vox, inv_weight):
     """Counting sort of (voxel, patch, weight) entries by patch (stable: voxels ascending)."""
-    inv_start[:] = 0
+    for a in range(inv_start.size):  # not `[:] = 0`: seconds of compilation on first use
+        inv_start[a] = 0
     for n in range(start.shape[0]):
         for e in range(start[n], start[n] + count[n]):
             inv_start[patch[e] + 1] += 1
@@ -59,7 +60,8 @@ def _pair_max(
     row_max = np.zeros(n_rows, np.float32)
     for a in prange(n_rows):
         row = out[a]
-        row[:] = 0.0
+        for b in range(row.size):  # not `row[:] = 0.0`: seconds of compilation on first use
+            row[b] = 0.0
         m = np.float32(0.0)
         for e in range(inv_start[a], inv_start[a] + inv_count[a]):
             n = inv_vox[e]
