@@ -281,10 +281,10 @@ def _order_tiles(lanes, tile_ptr, a0, da, kmin, kmax):
         order = _argsort_stable(mid_a[n0:n1])
         for r in range(n1 - n0):
             for lane in range(LANES):
-                moved[n0 + r, lane] = lanes[n0 + order[r], lane]
-    for g in range(lanes.shape[0]):
-        for lane in range(LANES):
-            lanes[g, lane] = moved[g, lane]
+                moved[r, lane] = lanes[n0 + order[r], lane]
+        for r in range(n1 - n0):
+            for lane in range(LANES):
+                lanes[n0 + r, lane] = moved[r, lane]
 
 
 @njit(cache=True)
