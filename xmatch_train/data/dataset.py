@@ -46,6 +46,7 @@ from xmatch_train.data.transforms import (
     draw_photometric,
     random_grid_op,
 )
+from xmatch_train.interrupts import InterruptSafeLoader
 
 
 @dataclass(frozen=True)
@@ -284,7 +285,7 @@ class PairStream(IterableDataset):
 def make_loader(stream: PairStream, pin_memory: bool = False) -> DataLoader:
     """A DataLoader over `stream` with its batch size and worker count (batches are full)."""
     workers = stream.num_workers
-    return DataLoader(
+    return InterruptSafeLoader(
         stream,
         batch_size=stream.options.batch_size,
         num_workers=workers,

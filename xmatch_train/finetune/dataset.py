@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from xmatch_train.data.transforms import IDENTITY_PHOTOMETRIC, AugmentConfig, draw_photometric
 from xmatch_train.finetune.studies import Study, StudyDataError, choose_pair
+from xmatch_train.interrupts import InterruptSafeLoader
 
 Image.MAX_IMAGE_PIXELS = None  # radiographs can be large; they are trusted local files
 
@@ -187,7 +188,7 @@ def make_loader(
     dataset: StudyDataset, sampler: EpochBatches, workers: int, pin_memory: bool = False
 ) -> DataLoader:
     """A DataLoader over `dataset` in the order of `sampler`."""
-    return DataLoader(
+    return InterruptSafeLoader(
         dataset,
         batch_sampler=sampler,
         num_workers=workers,

@@ -14,16 +14,14 @@ Gradients are not checked under fp16 loss scaling: there, overflowing gradients 
 and `torch.amp.GradScaler` skips those steps itself (a non-finite loss still stops the run).
 
 Ctrl-C raises `Interrupted`, a `KeyboardInterrupt` saying where the run stands (`Progress`);
-checkpoints are written under `deferred_interrupt`, so the file and the record of it agree.
+checkpoints are written under `xmatch_train.interrupts.deferred_interrupt`, so the file and the
+record of it agree.
 """
 
 from __future__ import annotations
 
 import math
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,24 +143,3 @@ class Interrupted(KeyboardInterrupt):
 
     def __init__(self, progress: Progress):
         super().__init__(str(progress))
-
-
-@contextmanager
-def deferred_interrupt() -> Iterator[None]:
-    """Hold Ctrl-C (SIGINT) until the block is done, then deliver it: a checkpoint and the
-    record of it (`Progress.saved`) happen together or not at all. Main thread only (elsewhere
-    signals cannot be handled; the block then runs as it is)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list = []
-    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        if callable(previous):
-            previous(*caught[0])
-        elif previous == signal.SIG_DFL:
-            raise KeyboardInterrupt

@@ -29,9 +29,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from xmatch_train.config import save_config, to_dict
+from xmatch_train.interrupts import deferred_interrupt
 from xmatch_train.train import dist
 from xmatch_train.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from xmatch_train.train.guards import FiniteGuard, Interrupted, Progress, deferred_interrupt
+from xmatch_train.train.guards import FiniteGuard, Interrupted, Progress
 from xmatch_train.train.logger import JsonlLogger, read_log
 from xmatch_train.train.resume import check_resume, restore
 from xmatch_train.train.rundir import RunDir
@@ -66,11 +67,7 @@ class EpochIterator:
     def __next__(self) -> dict:
         while True:
             if self._it is None:
-                # Ctrl-C held while a DataLoader starts its workers: torch's iterator, cut
-                # off half-built, prints a traceback from its __del__ (AttributeError
-                # '_shutdown'); delivered once it exists, it shuts down cleanly.
-                with deferred_interrupt():
-                    self._it = iter(self.batches(self.epoch, self.position))
+                self._it = iter(self.batches(self.epoch, self.position))
             try:
                 batch = next(self._it)
             except StopIteration:

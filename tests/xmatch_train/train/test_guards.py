@@ -19,6 +19,7 @@ from helpers import finite, interrupted_when, tiny_config, write
 from typer.testing import CliRunner
 
 from xmatch_train.cli import app
+from xmatch_train.interrupts import InterruptSafeLoader
 from xmatch_train.testing import write_toy_store
 from xmatch_train.train import load_checkpoint, save_checkpoint
 from xmatch_train.train.logger import read_log
@@ -180,18 +181,18 @@ def test_torchrun_ranks_stop_together_naming_the_damaged_block(healthy, tmp_path
 
 def test_ctrl_c_while_an_epoch_starts_waits_until_its_loader_iterator_exists():
     # A terminal's Ctrl-C landing while a DataLoader spawns its workers cut torch's iterator
-    # off half-built, whose __del__ then printed a traceback: now it is held until iter()
-    # has returned, then delivered.
+    # off half-built, whose __del__ then printed a traceback: the trainer's loaders
+    # (`InterruptSafeLoader`) hold it until their iterator exists, then deliver it.
     built = []
 
-    class Loader:
-        def __iter__(self):
+    class Loader(InterruptSafeLoader):
+        def _get_iterator(self):  # where DataLoader.__iter__ builds the iterator
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.01)  # signal handlers run here, between bytecodes
             built.append(True)
-            return iter([{"x": 1}])
+            return super()._get_iterator()
 
-    batches = EpochIterator(lambda epoch, skip: Loader())
+    batches = EpochIterator(lambda epoch, skip: Loader([{"x": 1}], batch_size=None))
     # Python's own handler, as in `xmatch pretrain` (imports elsewhere in this test process,
     # e.g. dask_jobqueue's runner, install their own).
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
