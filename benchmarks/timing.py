@@ -52,26 +52,16 @@ def machine() -> str:
 
 
 def projector_variant() -> str:
-    """Which projector kernels this process runs (`drrgen.projector.kernels.slices_inner`)
-    and why: forced (kernels.LAYOUT, DRRGEN_LAYOUT) or chosen for this CPU."""
-    import os
-
+    """Which projector kernels this process runs and why (`kernels.layout_choice`)."""
     from drrgen.errors import UserError
     from drrgen.projector import intrinsics, kernels
 
     try:
-        inner = kernels.slices_inner()
+        inner, why = kernels.layout_choice()
     except UserError as err:
         raise SystemExit(f"error: {err}") from None
     row_loads = not inner and kernels.ROW_LOADS and intrinsics.target_has_avx512()
-    loads = "row loads" if row_loads else "gathers"
-    layout = f"{'slices-inner' if inner else 'row'} layout, {loads}"
-    if kernels.LAYOUT != "auto" or (os.environ.get("DRRGEN_LAYOUT") or "auto") != "auto":
-        why = "forced"
-    elif not kernels.ROW_LOADS:
-        why = "ROW_LOADS off"
-    elif not intrinsics.target_has_avx512():
-        why = "no AVX-512"
-    else:
-        why = f"{'fast' if intrinsics.fast_gathers() else 'slow'} gathers"
+    layout = (
+        f"{'slices-inner' if inner else 'row'} layout, {'row loads' if row_loads else 'gathers'}"
+    )
     return f"projector: {layout} ({why})"

@@ -39,9 +39,9 @@ from drrgen.projector.noalias import NoAliasCompiler
 LANES = ROW_LANES
 TILE_ROWS = 8
 # Interior steps on the row layout load the rows their rays sample (`intrinsics.row_step`,
-# on CPUs with AVX-512) instead of gathering voxel by voxel: 1.6x faster per DRR on AMD Zen 4 (whose
-# gathers cost per element) for views along an axis, 1.0-1.2x for oblique ones, whose groups
-# cross several rows. False: gathers only (the same images bitwise; tests compare).
+# on CPUs with AVX-512) instead of gathering voxel by voxel: 1.6x faster per DRR on AMD Zen 4
+# (whose gathers cost per element) for views along an axis, 1.0-1.2x for oblique ones, whose
+# groups cross several rows. False: gathers only (the same images bitwise; tests compare).
 ROW_LOADS = True
 # The layout per CPU (`Volume.axis_major`): with row loads, a row along a is contiguous in
 # each slice; with gathers, a voxel's slices of a block sit side by side, so one gathered
@@ -50,7 +50,7 @@ ROW_LOADS = True
 # thread, 256^3, 5 views), and on Intel CPUs with fast gathers (`intrinsics.fast_gathers`)
 # 1.1-1.4x faster than row loads at 1 thread, 1.03-1.33x at 2 (Xeon model 207, real 256^3
 # CT, 2026-12-06).
-# "auto": pick by `slices_inner()`; "rows" or "slices": force one (the images are bitwise
+# "auto": pick by `layout_choice()`; "rows" or "slices": force one (the images are bitwise
 # the same).
 LAYOUT = "auto"
 # Strongly oblique views (e.g. 135 deg with a 20 deg tilt): the rays of a detector row
@@ -71,21 +71,29 @@ _EPS = 1e-3
 
 
 def slices_inner() -> bool:
-    """Whether `project` uses the slices-inner layout (gathers) rather than the row layout.
+    """Whether `project` uses the slices-inner layout (gathers) rather than the row layout
+    (see `layout_choice`). The images are bitwise the same either way."""
+    return layout_choice()[0]
 
-    LAYOUT when set; in "auto", the environment variable DRRGEN_LAYOUT ("rows", "slices",
-    "auto") when set; else slices when the compiled kernels gather anyway (no AVX-512 target,
-    or ROW_LOADS off) or when the CPU's gathers are fast (`intrinsics.fast_gathers`), rows
-    (row loads) otherwise. The images are bitwise the same either way.
-    """
+
+def layout_choice() -> tuple[bool, str]:
+    """(slices inner, why): LAYOUT when set ("forced"); in "auto", the environment variable
+    DRRGEN_LAYOUT ("rows", "slices", "auto") when set ("forced"); else slices when the
+    compiled kernels gather anyway ("ROW_LOADS off", "no AVX-512") or when the CPU's gathers
+    are fast ("fast gathers", `intrinsics.fast_gathers`), rows otherwise ("slow gathers")."""
     layout = LAYOUT if LAYOUT != "auto" else (os.environ.get("DRRGEN_LAYOUT") or "auto")
     if layout not in ("auto", "rows", "slices"):
         if LAYOUT != "auto":
             raise ValueError(f"kernels.LAYOUT must be 'auto', 'rows' or 'slices', not {layout!r}")
         raise UserError(f"DRRGEN_LAYOUT: must be 'auto', 'rows' or 'slices', not {layout!r}")
     if layout != "auto":
-        return layout == "slices"
-    return not (ROW_LOADS and target_has_avx512()) or fast_gathers()
+        return layout == "slices", "forced"
+    if not ROW_LOADS:
+        return True, "ROW_LOADS off"
+    if not target_has_avx512():
+        return True, "no AVX-512"
+    fast = fast_gathers()
+    return fast, "fast gathers" if fast else "slow gathers"
 
 
 @njit(cache=True, inline="always")

@@ -154,8 +154,9 @@ class Volume:
         layout the CPU uses). The array is the start of `axis_major_buffer(axis)`.
 
         With `slices_inner` the entry is [m // B, b + 1, a + 1, m % B]: a voxel's B slices of
-        a block side by side, for CPUs that gather (no row loads: without AVX-512), where a
-        gathered cache line then serves the next 15 slices of the same ray.
+        a block side by side, for the gathering kernels (CPUs without AVX-512, and Intel CPUs
+        with fast gathers: `projector.kernels.layout_choice`), where a gathered cache line
+        then serves the next 15 slices of the same ray.
         """
         key = ("axis_major", axis, slices_inner)
         if key not in self._cache:

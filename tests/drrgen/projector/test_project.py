@@ -372,20 +372,22 @@ def test_layout_is_chosen_by_code_then_environment_then_cpu(monkeypatch):
     monkeypatch.delenv("DRRGEN_LAYOUT", raising=False)
     # The CPU rule, whatever this host is: gathers on the slices-inner layout unless row loads
     # can run (AVX-512 target, ROW_LOADS on) and the CPU's gathers are slow.
-    for avx512, fast, row_loads, inner in (
-        (True, False, True, False),
-        (True, True, True, True),
-        (False, False, True, True),
-        (True, False, False, True),
+    for avx512, fast, row_loads, inner, why in (
+        (True, False, True, False, "slow gathers"),
+        (True, True, True, True, "fast gathers"),
+        (False, False, True, True, "no AVX-512"),
+        (True, False, False, True, "ROW_LOADS off"),
     ):
         monkeypatch.setattr(kernels, "target_has_avx512", lambda v=avx512: v)
         monkeypatch.setattr(kernels, "fast_gathers", lambda v=fast: v)
         monkeypatch.setattr(kernels, "ROW_LOADS", row_loads)
         assert kernels.slices_inner() is inner, (avx512, fast, row_loads)
+        assert kernels.layout_choice() == (inner, why)
     monkeypatch.setattr(kernels, "ROW_LOADS", True)  # with avx512, slow gathers: rows
     for value, inner in (("rows", False), ("slices", True)):
         monkeypatch.setenv("DRRGEN_LAYOUT", value)
         assert kernels.slices_inner() is inner
+        assert kernels.layout_choice() == (inner, "forced")
         monkeypatch.setattr(kernels, "LAYOUT", "slices" if value == "rows" else "rows")
         assert kernels.slices_inner() is not inner  # the code's setting wins
         monkeypatch.setattr(kernels, "LAYOUT", "auto")
