@@ -11,7 +11,7 @@ from drrgen.correspondence.footprint import Footprints
 @njit(cache=True)
 def _invert(start, count, patch, weight, n_patch, inv_start, inv_vox, inv_weight):
     """Counting sort of (voxel, patch, weight) entries by patch (stable: voxels ascending)."""
-    for a in range(inv_start.size):  # not `[:] = 0`: seconds of compilation on first use
+    for a in range(inv_start.size):  # element loop: slice assignments compile slowly (README)
         inv_start[a] = 0
     for n in range(start.shape[0]):
         for e in range(start[n], start[n] + count[n]):
@@ -60,7 +60,7 @@ def _pair_max(
     row_max = np.zeros(n_rows, np.float32)
     for a in prange(n_rows):
         row = out[a]
-        for b in range(row.size):  # not `row[:] = 0.0`: seconds of compilation on first use
+        for b in range(row.size):  # element loop: slice assignments compile slowly (README)
             row[b] = 0.0
         m = np.float32(0.0)
         for e in range(inv_start[a], inv_start[a] + inv_count[a]):

@@ -207,7 +207,7 @@ def _area_mean(base, k0, j0, i0, k_map, j_map, i_map, air_threshold_hu, as_is, o
         for j in range(nj):
             # The slab's fine rows at this j summed first (k inner): one small L1-resident
             # row, then spread onto the one or two coarse rows jc it overlaps.
-            for i in range(ni):  # not `line[:] = 0.0`: seconds of compilation on first use
+            for i in range(ni):  # element loop: slice assignments compile slowly (README)
                 line[i] = 0.0
             for e in range(k_ptr[kc], k_ptr[kc + 1]):
                 src = base[k0 + k_idx[e], j0 + j, i0 : i0 + ni]

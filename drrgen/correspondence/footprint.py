@@ -84,7 +84,7 @@ def pinhole(s, det, du, dv, h, w):
         for c in range(3):
             out[q, c] = shift * n[c] + sdd * e[c] + centre * n[c]
         out[q, 3] = -(shift + centre) * np.dot(n, s) - sdd * np.dot(e, s)
-    for c in range(3):  # element loops: a slice assignment costs seconds of compilation
+    for c in range(3):  # element loop: slice assignments compile slowly (README)
         out[2, c] = n[c]
     out[2, 3] = -np.dot(n, s)
     return out
