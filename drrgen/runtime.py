@@ -1,8 +1,12 @@
-"""Numba runtime settings, applied where parallel kernels are called (never at import)."""
+"""Process runtime settings (Numba threads, malloc), applied where the work runs (never at
+import)."""
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
+import sys
 from contextlib import contextmanager
 
 import numba
@@ -61,3 +65,37 @@ def numba_threads(threads: int | None):
         yield
     finally:
         numba.set_num_threads(previous)
+
+
+# glibc's mallopt parameters (malloc.h) and the values `keep_freed_memory` sets.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's largest: only larger blocks get their own mapping
+TRIM_THRESHOLD_BYTES = 64 << 20  # free memory kept at the top of a heap
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Let glibc reuse freed memory for the next allocation instead of returning it to the OS.
+
+    Why: a Dask nanny starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (distributed's
+    default ``pre-spawn-environ``). Any such setting switches off glibc's dynamic mmap
+    threshold, so every temporary array of 128 KiB or more is mapped afresh and unmapped when
+    freed, and the kernels page-fault their scratch memory in again on every call: 4,344 minor
+    page faults and 20-38 % more CPU per training pair than the same tasks in a plain process
+    (measured, README). With blocks up to `MMAP_THRESHOLD_BYTES` on the heap and up to
+    `TRIM_THRESHOLD_BYTES` of free memory kept there, a worker faults none. Called at the start
+    of every build task; once per process. Returns whether the settings took (False off glibc,
+    e.g. macOS or musl, where nothing changes).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # mallopt returns 1 on success; musl's stub returns 0.
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+        & mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+    )

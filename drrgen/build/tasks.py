@@ -22,7 +22,7 @@ from drrgen.build.store import open_store
 from drrgen.correspondence import correspondence
 from drrgen.errors import CTReadError
 from drrgen.projector import project
-from drrgen.runtime import adopt_numba_env
+from drrgen.runtime import adopt_numba_env, keep_freed_memory
 from drrgen.store_contract import Layout, write_block
 from drrgen.volume import Volume, read_ct
 
@@ -249,6 +249,7 @@ def run_block(task: BlockTask, job: Job) -> BlockResult:
         A `BlockResult`; on failure `error` names the reason (the path is in `path`).
     """
     adopt_numba_env()
+    keep_freed_memory()
     cfg = BuildConfig.from_dict(job.params)
     result = BlockResult(task.block, task.volume_id, False, task.path)
     try:

@@ -50,13 +50,14 @@ def test_adopting_the_env_before_the_first_kernel_keeps_later_compiles_working()
     assert adopted.stdout.strip() == "2"
 
 
-def test_every_build_task_adopts_the_env_first(monkeypatch, tmp_path):
+def test_every_build_task_adopts_the_env_and_keeps_freed_memory_first(monkeypatch, tmp_path):
     calls = []
-    monkeypatch.setattr(tasks, "adopt_numba_env", lambda: calls.append(1))
+    monkeypatch.setattr(tasks, "adopt_numba_env", lambda: calls.append("numba"))
+    monkeypatch.setattr(tasks, "keep_freed_memory", lambda: calls.append("malloc"))
     task = tasks.BlockTask(0, 0, 0, str(tmp_path / "missing.nii.gz"), None)
     job = tasks.Job("unused.zarr", None, BuildConfig().to_dict(), None, 1)
     result = tasks.run_block(task, job)
-    assert calls == [1] and "no such file" in result.error
+    assert calls == ["numba", "malloc"] and "no such file" in result.error
 
 
 # The reverse: Numba imported under an inherited NUMBA_NUM_THREADS=1 (its pool has 1 thread),
@@ -85,3 +86,45 @@ def test_a_pool_smaller_than_the_threads_asked_for_is_used_as_is():
     )
     assert run.returncode == 0, run.stderr  # was: "The number of threads must be between 1 and 1"
     assert run.stdout.strip() == "1"
+
+
+# A Dask worker's malloc (the nanny sets MALLOC_TRIM_THRESHOLD_ before spawning it): a task
+# thread allocates, fills and frees 1 MiB scratch arrays, as the kernels do on every call.
+SCRATCH = textwrap.dedent(
+    """
+    import resource, sys, threading
+    import numpy as np
+    from drrgen.runtime import keep_freed_memory
+
+    def task(out):
+        if sys.argv[1] == "keep":
+            out.append(keep_freed_memory())
+        np.ones(1 << 18, np.float32)  # the arena's first use
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(50):
+            np.ones(1 << 18, np.float32)  # 1 MiB, written: its pages are touched
+        out.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+
+    out = []
+    worker = threading.Thread(target=task, args=(out,))
+    worker.start()
+    worker.join()
+    print(*out)
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_a_worker_told_to_trim_memory_stops_faulting_its_scratch_in_again():
+    env = os.environ | {"MALLOC_TRIM_THRESHOLD_": "65536"}
+
+    def faults(mode: str) -> list[str]:
+        run = subprocess.run(
+            [sys.executable, "-c", SCRATCH, mode], env=env, capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stderr
+        return run.stdout.split()
+
+    assert int(faults("plain")[0]) >= 50 * 200  # 256 pages per array, mapped afresh each time
+    took, kept = faults("keep")
+    assert took == "True" and int(kept) < 50
