@@ -66,7 +66,8 @@ class BuildSummary:
         failed: failed volumes: dicts with id, path, reason, blocks.
         seconds: wall time of this run, start-up included.
         timings: task seconds per stage (read, sample, drr, corr, write), summed over tasks;
-            wall clock, and CPU time under ``cpu_<stage>``.
+            wall clock, CPU time under ``cpu_<stage>`` and minor page faults under
+            ``faults_<stage>`` (see `drrgen.build.tasks.Clock`).
         complete: every block of the store is written.
         where: where the tasks ran.
         warm_s: seconds compiling or loading the kernels before the workers started
@@ -110,6 +111,12 @@ class BuildSummary:
             + ", ".join(f"{k} {t.get(k, 0.0):.2f}/{t.get('cpu_' + k, 0.0):.2f}" for k in STAGES)
             + " s (wall/cpu, summed over tasks)",
         ]
+        if self.written:
+            faults = sum(t.get(f"faults_{k}", 0.0) for k in STAGES if k != "read")
+            lines.append(
+                f"memory     {faults / self.written:.0f} minor page faults per sample after the "
+                "CT reads (many: freed memory is returned to the OS and faulted in again)"
+            )
         if self.damaged:
             lines.insert(
                 2, f"damaged    {self.damaged} block(s) failed their checks and were built again"

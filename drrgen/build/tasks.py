@@ -131,22 +131,37 @@ def load_ct(path: str, series_id: str | None, mu_water: float, air_threshold_hu:
     )
 
 
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (0 where the OS does not count them)."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 class Clock:
-    """Wall and CPU (this process, all threads) seconds per stage, lap by lap.
+    """Wall and CPU seconds and minor page faults (this process, all threads) per stage, lap
+    by lap.
 
     CPU time tells what a stage costs; wall time also counts waiting for a busy machine.
+    Outside the CT's read, page faults should stay near 0 once a worker's first sample has
+    touched its memory: many mean that freed memory goes back to the OS and is faulted in
+    again (`drrgen.runtime.keep_freed_memory`).
     """
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
-        self._last = (time.perf_counter(), time.process_time())
+        self._last = (time.perf_counter(), time.process_time(), _minor_faults())
 
     def lap(self, stage: str) -> None:
-        """Charge the time since the previous lap to `stage` (keys `stage` and cpu_`stage`)."""
-        now = (time.perf_counter(), time.process_time())
+        """Charge the time and page faults since the previous lap to `stage` (keys `stage`,
+        cpu_`stage` and faults_`stage`)."""
+        now = (time.perf_counter(), time.process_time(), _minor_faults())
         for key, t0, t1 in (
             (stage, self._last[0], now[0]),
             (f"cpu_{stage}", self._last[1], now[1]),
+            (f"faults_{stage}", self._last[2], now[2]),
         ):
             self.seconds[key] = self.seconds.get(key, 0.0) + t1 - t0
         self._last = now

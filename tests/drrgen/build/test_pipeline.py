@@ -41,6 +41,29 @@ def test_summary_times_the_warm_up_and_the_first_block(reference):
     assert f"first block {summary.first_block_s:.1f} s" in summary.format()
 
 
+def test_summary_counts_the_page_faults_of_every_stage(reference):
+    summary = reference[2]
+    assert all(f"faults_{k}" in summary.timings for k in ("read", "sample", "drr", "corr"))
+    after_read = sum(
+        v for k, v in summary.timings.items() if k.startswith("faults_") and k != "faults_read"
+    )
+    assert f"memory     {after_read / summary.written:.0f} minor page faults per sample" in (
+        summary.format()
+    )
+
+
+def test_the_clock_charges_page_faults_to_their_stage():
+    from drrgen.build.tasks import Clock
+
+    clock = Clock()
+    clock.lap("idle")
+    fresh = np.ones(64 << 20, np.uint8)  # 64 MiB written: mapped afresh, its pages faulted in
+    clock.lap("fill")
+    assert fresh[-1] == 1
+    assert clock.seconds["faults_fill"] >= 32  # 2 MiB huge pages at most
+    assert clock.seconds["faults_idle"] < clock.seconds["faults_fill"]
+
+
 def test_a_failing_warm_up_is_one_warning_and_the_build_goes_on(ct_dir, tmp_path, monkeypatch):
     import drrgen.build.pipeline as pipeline
 
