@@ -81,7 +81,7 @@ def keep_freed_memory() -> bool:
     default ``pre-spawn-environ``). Any such setting switches off glibc's dynamic mmap
     threshold, so every temporary array of 128 KiB or more is mapped afresh and unmapped when
     freed, and the kernels page-fault their scratch memory in again on every call: 4,344 minor
-    page faults per training pair, and 15-30 % more CPU than the same tasks in a plain
+    page faults per training pair, and 12-37 % more CPU than the same tasks in a plain
     process (measured, README). With blocks up to `MMAP_THRESHOLD_BYTES` on the heap and up to
     `TRIM_THRESHOLD_BYTES` of free memory kept there, a worker faults none. Called at the start
     of every build task; once per process. Returns whether the settings took (False off glibc,
