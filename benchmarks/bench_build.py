@@ -264,7 +264,7 @@ def report(args, what: str, wall: float, out: str, info: dict, rtk_s, load0: str
     if faults:
         print(
             f"minor page faults per pair after the CT reads: {faults.group(1)} "
-            "(near 0: the workers reuse freed memory)"
+            "(tens: each worker's first samples; thousands: freed memory goes back to the OS)"
         )
     m = re.search(r"(\d+) workers x (\d+) threads", out)
     workers, threads = (int(m.group(1)), int(m.group(2))) if m else (1, 1)

@@ -115,7 +115,8 @@ class BuildSummary:
             faults = sum(t.get(f"faults_{k}", 0.0) for k in STAGES if k != "read")
             lines.append(
                 f"memory     {faults / self.written:.0f} minor page faults per sample after the "
-                "CT reads (many: freed memory is returned to the OS and faulted in again)"
+                "CT reads (tens: each worker's first samples; thousands: freed memory goes "
+                "back to the OS)"
             )
         if self.damaged:
             lines.insert(
