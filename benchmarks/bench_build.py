@@ -263,7 +263,7 @@ def report(args, what: str, wall: float, out: str, info: dict, rtk_s, load0: str
     faults = re.search(r"memory +(\d+) minor page faults per sample", out)
     if faults:
         print(
-            f"minor page faults per pair after the CT reads: {faults.group(1)} "
+            f"minor page faults per sample (one pair) after the CT reads: {faults.group(1)} "
             "(tens: each worker's first samples; thousands: freed memory goes back to the OS)"
         )
     m = re.search(r"(\d+) workers x (\d+) threads", out)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import sys
+import platform
 from contextlib import contextmanager
 
 import numba
@@ -69,7 +69,7 @@ def numba_threads(threads: int | None):
 
 # glibc's mallopt parameters (malloc.h) and the values `keep_freed_memory` sets.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's largest: only larger blocks get their own mapping
+MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's largest on 64-bit: larger blocks get their own mapping
 TRIM_THRESHOLD_BYTES = 64 << 20  # free memory kept at the top of a heap
 
 
@@ -80,22 +80,26 @@ def keep_freed_memory() -> bool:
     Why: a Dask nanny starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (distributed's
     default ``pre-spawn-environ``). Any such setting switches off glibc's dynamic mmap
     threshold, so every temporary array of 128 KiB or more is mapped afresh and unmapped when
-    freed, and the kernels page-fault their scratch memory in again on every call: 4,344 minor
-    page faults per training pair, and 12-37 % more CPU than the same tasks in a plain
-    process (measured, README). With blocks up to `MMAP_THRESHOLD_BYTES` on the heap and up to
-    `TRIM_THRESHOLD_BYTES` of free memory kept there, a worker faults none. Called at the start
-    of every build task; once per process. Returns whether the settings took (False off glibc,
-    e.g. macOS or musl, where nothing changes).
+    freed, and the heap's free top is returned at once: the kernels page-fault their scratch
+    memory in again on every call. That was 4,345 minor page faults per training pair, and
+    12-37 % more CPU than the same tasks in a plain process (measured, README). With blocks up
+    to `MMAP_THRESHOLD_BYTES` on the heap and up to `TRIM_THRESHOLD_BYTES` of free memory kept
+    there, a worker faults 1-2 times per pair once its first samples have run.
+
+    Called at the start of every build task (once per process). An in-process build
+    (``--workers 0``) changes its own process's settings too. Returns whether both settings
+    took: False off glibc (macOS, musl: no ``mallopt``) or where glibc refuses a value
+    (32-bit: its largest mmap threshold is 16 MiB), and then nothing is changed. An allocator
+    preloaded in glibc's place (jemalloc, tcmalloc) ignores the call.
     """
-    if not sys.platform.startswith("linux"):
+    if platform.libc_ver()[0] != "glibc":
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    # mallopt returns 1 on success; musl's stub returns 0.
-    return bool(
-        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-        & mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+    # mallopt returns 1 on success. The trim threshold only once the mmap one took.
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     )

@@ -81,8 +81,9 @@ class BlockResult:
         error: the reason it failed ('' when ok).
         info: the volume's ``shape`` (i, j, k), ``spacing`` (mm) and ``affine`` ((4, 4) voxel
             (i, j, k) -> LPS mm) when it could be read.
-        timings: seconds per stage (read, sample, drr, corr, write): wall clock, and CPU time
-            of the process under ``cpu_<stage>``.
+        timings: per stage (read, sample, drr, corr, write): wall-clock seconds, the
+            process's CPU seconds under ``cpu_<stage>`` and its minor page faults under
+            ``faults_<stage>`` (`Clock`).
     """
 
     block: int
