@@ -82,9 +82,9 @@ def keep_freed_memory() -> bool:
     threshold, so every temporary array of 128 KiB or more is mapped afresh and unmapped when
     freed, and the heap's free top is returned at once: the kernels page-fault their scratch
     memory in again on every call. That was 4,345 minor page faults per training pair, and
-    12-37 % more CPU than the same tasks in a plain process (measured, README). With blocks up
-    to `MMAP_THRESHOLD_BYTES` on the heap and up to `TRIM_THRESHOLD_BYTES` of free memory kept
-    there, a worker faults 1-2 times per pair once its first samples have run.
+    64-74 ms of CPU per pair where a plain process took 40-61 ms (measured, README). With
+    blocks up to `MMAP_THRESHOLD_BYTES` on the heap and up to `TRIM_THRESHOLD_BYTES` of free
+    memory kept there, a worker faults 1-2 times per pair once its first samples have run.
 
     Called at the start of every build task (once per process). An in-process build
     (``--workers 0``) changes its own process's settings too. Returns whether both settings
