@@ -487,35 +487,49 @@ def _edge_steps(
             acc[lane] += (v0 + fb * (v1 - v0)) if on else zero
 
 
+@njit(cache=True, fastmath={"contract"}, pipeline_class=NoAliasCompiler, inline="always")
+def _gather_step(flat, base, w_b, sh_a, kf, a0, da, b0, db, acc):
+    """One interior step of a group by gathers: the lane loop, SIMD gathers (4 per sample)
+    with 32-bit indices (`intrinsics`: no 64-bit widening, no negative-index wraparound)."""
+    w_a = np.int32(1 << sh_a)
+    w_ba = np.int32(w_b + w_a)
+    for lane in range(LANES):
+        pa = a0[lane] + kf * da[lane]
+        pb = b0[lane] + kf * db[lane]
+        ia, ib = np.int32(pa), np.int32(pb)
+        fa, fb = pa - np.float32(ia), pb - np.float32(ib)
+        p = index32(ib, ia, w_b, np.int32(sh_a), base)
+        f00, f01 = load_at(flat, p, np.int32(0)), load_at(flat, p, w_a)
+        f10, f11 = load_at(flat, p, w_b), load_at(flat, p, w_ba)
+        v0 = f00 + fa * (f01 - f00)
+        v1 = f10 + fa * (f11 - f10)
+        acc[lane] += v0 + fb * (v1 - v0)
+
+
 @njit(cache=True, fastmath={"contract"}, pipeline_class=NoAliasCompiler)
 def _interior_steps(flat, s_b, s_blk, s_k, shift, sh_a, k0, k1, a0, da, b0, db, acc, row_loads):
     """Add the samples on slices [k0, k1) of one group whose every lane is inside the box.
 
-    The hot loop: no masks, no clamps. A step is `row_step` (vector loads of the rows the
-    lanes sample) when `row_loads` is set and it applies, else the lane loop, which compiles
-    to SIMD gathers (4 per sample) with 32-bit indices (`intrinsics`: no 64-bit widening, no
-    negative-index wraparound); both compute the same sums bitwise. Arguments as in
-    `_edge_steps`: (LANES,) float32 lane states a0, da, b0, db (padded coordinates) and acc,
-    the flattened layout and its strides (row loads need sh_a = 0: a contiguous).
+    The hot loop: no masks, no clamps. With `row_loads` a step is `row_step` (vector loads of
+    the rows the lanes sample) where it applies, else `_gather_step`; both compute the same
+    sums bitwise. Without, a loop of gathers alone, with no `row_step` to test on every
+    slice: 1.09-1.10x faster per DRR at 1 thread and 1.18-1.19x at 2 than the same gathers
+    behind that test (slices-inner layout, real 256^3 CT, A/B in one process, Xeon model
+    207, 2026-12-06). Arguments as in `_edge_steps`: (LANES,) float32
+    lane states a0, da, b0, db (padded coordinates) and acc, the flattened layout and its
+    strides (row loads need sh_a = 0: a contiguous).
     """
-    w_a = np.int32(1 << sh_a)
-    w_b, w_ba = np.int32(s_b), np.int32(s_b + w_a)
+    w_b = np.int32(s_b)
+    if not row_loads:
+        for k in range(k0, k1):
+            base = _slice_offset(k, s_blk, s_k, shift)
+            _gather_step(flat, base, w_b, sh_a, np.float32(k), a0, da, b0, db, acc)
+        return
     for k in range(k0, k1):
         kf = np.float32(k)
         base = _slice_offset(k, s_blk, s_k, shift)
-        if row_loads and row_step(flat, base, w_b, kf, a0, da, b0, db, acc):
-            continue
-        for lane in range(LANES):
-            pa = a0[lane] + kf * da[lane]
-            pb = b0[lane] + kf * db[lane]
-            ia, ib = np.int32(pa), np.int32(pb)
-            fa, fb = pa - np.float32(ia), pb - np.float32(ib)
-            p = index32(ib, ia, w_b, np.int32(sh_a), base)
-            f00, f01 = load_at(flat, p, np.int32(0)), load_at(flat, p, w_a)
-            f10, f11 = load_at(flat, p, w_b), load_at(flat, p, w_ba)
-            v0 = f00 + fa * (f01 - f00)
-            v1 = f10 + fa * (f11 - f10)
-            acc[lane] += v0 + fb * (v1 - v0)
+        if not row_step(flat, base, w_b, kf, a0, da, b0, db, acc):
+            _gather_step(flat, base, w_b, sh_a, kf, a0, da, b0, db, acc)
 
 
 @njit(cache=True)
