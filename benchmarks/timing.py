@@ -58,10 +58,12 @@ def projector_variant() -> str:
 
     try:
         inner, why = kernels.layout_choice()
+        precision = kernels.precision_choice()
     except UserError as err:
         raise SystemExit(f"error: {err}") from None
     row_loads = not inner and kernels.ROW_LOADS and intrinsics.target_has_avx512()
     layout = (
         f"{'slices-inner' if inner else 'row'} layout, {'row loads' if row_loads else 'gathers'}"
     )
-    return f"projector: {layout} ({why})"
+    values = "16-bit steps for mu volumes" if precision == "auto" else "float32 values (forced)"
+    return f"projector: {layout} ({why}), {values}"

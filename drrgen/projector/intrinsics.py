@@ -41,27 +41,47 @@ def index32(typingctx, ib, ia, w_b, shift_a, base):
     return sig, codegen
 
 
+def _is_layout(arr) -> bool:
+    """A projector layout: a C-contiguous 1-D array of float32 values or uint16 counts."""
+    return (
+        isinstance(arr, types.Array)
+        and arr.ndim == 1
+        and arr.layout == "C"
+        and arr.dtype in (types.float32, types.uint16)
+    )
+
+
 @intrinsic
 def load_at(typingctx, arr, index, delta):
-    """``arr[index + delta]`` for a C-contiguous 1-D array and int32 `index`, `delta`.
+    """``float32(arr[index + delta])`` for a projector layout and int32 `index`, `delta`.
 
     No wraparound for negative indices and no bounds check unless Numba's bounds checking is
     on when the caller compiles (``NUMBA_BOUNDSCHECK=1`` with a fresh ``NUMBA_CACHE_DIR``:
     cached machine code keeps the setting it was built with). The address is
     ``data + sext(index + delta)``, the form x86 gathers take 32-bit indices in.
+
+    uint16 counts (`kernels.value_scale`) are read as the 32-bit word that starts at the
+    count, keeping its low half: x86 gathers 32-bit elements only (a 16-bit gather would be
+    scalarised), and takes a 2-byte scale in its address. The word's upper half is the next
+    count or, past the last one, the layout's slack. Every uint16 converts to float32 exactly.
     """
-    if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"):
+    if not (_is_layout(arr) and _all_int32(index, delta)):
         return None
-    if not _all_int32(index, delta):
-        return None
-    sig = arr.dtype(arr, types.int32, types.int32)
+    sig = types.float32(arr, types.int32, types.int32)
 
     def codegen(context, builder, signature, args):
         ary = context.make_array(arr)(context, builder, args[0])
         pos = builder.sext(builder.add(args[1], args[2], flags=["nsw"]), ir.IntType(64))
         if config.BOUNDSCHECK:
             cgutils.do_boundscheck(context, builder, pos, ary.nitems)
-        return builder.load(builder.gep(ary.data, [pos], inbounds=True))
+        ptr = builder.gep(ary.data, [pos], inbounds=True)
+        if arr.dtype == types.float32:
+            return builder.load(ptr)
+        i32 = ir.IntType(32)
+        word = builder.load(builder.bitcast(ptr, i32.as_pointer()))
+        word.align = 2
+        count = builder.and_(word, ir.Constant(i32, 0xFFFF))
+        return builder.sitofp(count, ir.FloatType())
 
     return sig, codegen
 
@@ -134,17 +154,19 @@ def row_step(typingctx, flat, base, w_b, kf, a0, da, b0, db, acc):
     the same sums): ``acc += bilinear(flat, a0 + kf da, b0 + kf db)`` per lane, with the
     layout ``flat[base + b w_b + a]`` (`Volume.axis_major`, a contiguous along a row). The
     four neighbours of every lane come from the rows b_first .. b_first + spread + 1: each row
-    is two 16-float loads from the smallest a of the first and last lanes, and a ``vpermi2ps``
-    picks every lane's a and a + 1. Returns False, touching nothing, when the lanes span more
-    than 30 voxels along a or more than 6 rows, or when the target lacks AVX-512F (then
-    always: the caller gathers). Arrays a0, da, b0, db and acc hold ROW_LANES float32.
+    is two 16-float loads from the smallest a of the first and last lanes (one load of 32
+    counts for a uint16 layout, widened to float32 exactly as `load_at` does), and a
+    ``vpermi2ps`` picks every lane's a and a + 1. Returns False, touching nothing, when the
+    lanes span more than 30 voxels along a or more than 6 rows, or when the target lacks
+    AVX-512F (then always: the caller gathers). Arrays a0, da, b0, db and acc hold ROW_LANES
+    float32; `flat` is a float32 or uint16 layout.
     """
     lane_arrays = (a0, da, b0, db, acc)
     if not all(
-        isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" for x in (flat, *lane_arrays)
+        isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" for x in lane_arrays
     ):
         return None
-    if not all(x.dtype == types.float32 for x in (flat, *lane_arrays)):
+    if not (_is_layout(flat) and all(x.dtype == types.float32 for x in lane_arrays)):
         return None
     if not (_all_int32(base, w_b) and kf == types.float32):
         return None
@@ -217,11 +239,25 @@ def row_step(typingctx, flat, base, w_b, kf, a0, da, b0, db, acc):
                 ptr = builder.gep(
                     fdata, [builder.sext(builder.add(start, base_v), i64)], inbounds=True
                 )
-                lo = vload(ptr)
-                hi = vload(builder.gep(ptr, [ir.Constant(i64, n)], inbounds=True))
+                lo, hi = (counts if flat.dtype == types.uint16 else floats)(ptr)
                 return builder.call(permute, [lo, rel_a, hi]), builder.call(
                     permute, [lo, rel_a1, hi]
                 )
+
+            def floats(ptr):
+                return vload(ptr), vload(builder.gep(ptr, [ir.Constant(i64, n)], inbounds=True))
+
+            def counts(ptr):  # 32 uint16 in one load, widened to two vectors of float32
+                vc = ir.VectorType(ir.IntType(16), 2 * n)
+                both = builder.load(builder.bitcast(ptr, vc.as_pointer()))
+                both.align = 2
+                halves = (
+                    builder.shuffle_vector(
+                        both, ir.Constant(vc, ir.Undefined), ir.Constant(vi, list(range(h, h + n)))
+                    )
+                    for h in (0, n)
+                )
+                return tuple(builder.uitofp(builder.zext(x, vi), vf) for x in halves)
 
             def take(slot, lanes_at, value):
                 builder.store(builder.select(lanes_at, value, builder.load(slot)), slot)

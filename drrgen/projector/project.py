@@ -22,13 +22,17 @@ def project(
     Args:
         volume: values per voxel, typically mu in 1/mm from `Volume.to_mu`. A crop made with
             `Volume.crop` is projected without copying: voxels outside the crop count as zero.
+            Values >= 0 are read as 16-bit steps of the (root) volume's maximum / 65535, each
+            within half a step of its value (`kernels.PRECISION`; DRRGEN_PRECISION=float32
+            reads them as given).
         view: the cone-beam geometry, in the volume's physical frame (LPS, mm).
         threads: Numba threads (default: Numba's current setting). Results are bitwise
             identical for any thread count.
         device: None or "cpu": the Numba CPU projector. "cuda", "cuda:N" (any torch device)
             or "torch:<dev>" (e.g. "torch:cpu"): the torch projector there
-            (`drrgen.projector.torch_joseph`), which agrees with the Numba one to float32
-            rounding (<= 1e-5 of the image's maximum) and is bitwise repeatable per device.
+            (`drrgen.projector.torch_joseph`), which reads float32 values and agrees with
+            the Numba one to float32 rounding and the 16-bit steps (<= 1e-5 of the image's
+            maximum) and is bitwise repeatable per device.
 
     Returns:
         (H, W) float32 line integrals in units of value x mm (dimensionless for mu in 1/mm),
@@ -46,6 +50,7 @@ def project(
     root = volume.root[0]
     h, w = view.shape
     slices_inner = kernels.slices_inner()
+    scale = kernels.value_scale(root)
     for m in range(3):  # the kernels index the layouts with int32
         if np.prod(root.axis_major_shape(m, slices_inner)) + LAYOUT_SLACK >= 2**31:
             name = volume.source or "volume"
@@ -75,7 +80,7 @@ def project(
             if lanes.shape[0] == 0:
                 continue
             kernels.joseph_groups(
-                root.axis_major_buffer(m, slices_inner),
+                root.axis_major_buffer(m, slices_inner, scale),
                 np.array(root.axis_major_shape(m, slices_inner), np.int64),
                 tile_ptr,
                 lanes,
@@ -95,6 +100,7 @@ def project(
                 out,
                 kernels.ROW_LOADS,
                 slices_inner,
+                np.float32(1.0 if scale is None else scale),
             )
     return out.reshape(h, w)
 

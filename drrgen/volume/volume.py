@@ -165,31 +165,46 @@ class Volume:
             self._cache[key] = flat[: np.prod(shape)].reshape(shape)
         return self._cache[key]
 
-    def axis_major_buffer(self, axis: int, slices_inner: bool = False) -> np.ndarray:
+    def axis_major_buffer(
+        self, axis: int, slices_inner: bool = False, scale: float | None = None
+    ) -> np.ndarray:
         """`axis_major(axis)` flattened, followed by LAYOUT_SLACK zeros (the projector's input).
 
-        The projector loads a window of 2 x 16 floats from the start of the row segment its
+        The projector loads a window of 2 x 16 values from the start of the row segment its
         16 rays need, which may run past the last row: the slack keeps those loads inside the
         allocation (their extra values are never used).
+
+        With `scale`, uint16 counts ``round(value / scale)`` clipped to [0, 65535] instead of
+        float32 values (`projector.kernels.value_scale`), filled block by block without a
+        float32 copy of the layout.
         """
+        if scale is not None:
+            return self.memo(
+                ("axis_major_buffer", axis, slices_inner, scale),
+                lambda: self._fill_layout(axis, slices_inner, np.uint16, scale),
+            )
 
         def make():
-            a, b = [c for c in range(3) if c != axis]
-            # data is [k, j, i]: array axis of index axis c is 2 - c.
-            arr = np.transpose(self.data, (2 - b, 2 - axis, 2 - a))
-            n_b, n_m, n_a = arr.shape
-            shape = self.axis_major_shape(axis, slices_inner)
-            buf = np.zeros(int(np.prod(shape)) + LAYOUT_SLACK, dtype=np.float32)
-            out = buf[: buf.size - LAYOUT_SLACK].reshape(shape)
-            if slices_inner:  # view it as (n_blocks, b, B, a) to fill it the same way
-                out = out.transpose(0, 1, 3, 2)
-            full, rest = divmod(n_m, SLICE_BLOCK)
-            inner = out[:, 1 : n_b + 1, :, 1 : n_a + 1]
-            if full:
-                blocks = arr[:, : SLICE_BLOCK * full].reshape(n_b, full, SLICE_BLOCK, n_a)
-                inner[:full] = blocks.transpose(1, 0, 2, 3)
-            if rest:
-                inner[full, :, :rest] = arr[:, SLICE_BLOCK * full :]
-            return buf
+            return self._fill_layout(axis, slices_inner, np.float32, None)
 
         return self.memo(("axis_major_buffer", axis, slices_inner), make)
+
+    def _fill_layout(self, axis: int, slices_inner: bool, dtype, scale: float | None):
+        """A new `axis_major_buffer`: dtype float32 (scale None) or uint16 counts of scale."""
+        a, b = [c for c in range(3) if c != axis]
+        # data is [k, j, i]: array axis of index axis c is 2 - c.
+        arr = np.transpose(self.data, (2 - b, 2 - axis, 2 - a))
+        n_b, n_m, n_a = arr.shape
+        shape = self.axis_major_shape(axis, slices_inner)
+        buf = np.zeros(int(np.prod(shape)) + LAYOUT_SLACK, dtype=dtype)
+        out = buf[: buf.size - LAYOUT_SLACK].reshape(shape)
+        if slices_inner:  # view it as (n_blocks, b, B, a) to fill it the same way
+            out = out.transpose(0, 1, 3, 2)
+        inner = out[:, 1 : n_b + 1, :, 1 : n_a + 1]
+        for blk in range(-(-n_m // SLICE_BLOCK)):
+            part = arr[:, blk * SLICE_BLOCK : (blk + 1) * SLICE_BLOCK]  # (n_b, <= B, n_a)
+            if scale is not None:  # a block at a time; float64: within half a step exactly
+                part = np.divide(part, scale, dtype=np.float64)
+                np.clip(np.rint(part, out=part), 0, 65535, out=part)
+            inner[blk, :, : part.shape[1]] = part
+        return buf

@@ -363,7 +363,7 @@ def test_layout_block_length_is_read_at_run_time(monkeypatch, block, layout):
     inner = layout == "slices"
     projected = [k[1:] for k in vol._cache if isinstance(k, tuple) and k[0] == "axis_major_buffer"]
     assert projected and all(key[1] == inner for key in projected)
-    assert all(vol.axis_major(m, inner).shape[3 if inner else 2] == block for m, _ in projected)
+    assert all(vol.axis_major(key[0], inner).shape[3 if inner else 2] == block for key in projected)
     assert np.array_equal(got, expected)
 
 
@@ -401,11 +401,14 @@ def test_layout_is_chosen_by_code_then_environment_then_cpu(monkeypatch):
         kernels.slices_inner()
 
 
+@pytest.mark.parametrize("precision", ["auto", "float32"])
 @pytest.mark.parametrize("angles", [(0, 0), (35, 15), (135, 20), (-70, 40)])
-def test_row_loads_give_the_gathers_images_bitwise(monkeypatch, angles):
+def test_row_loads_give_the_gathers_images_bitwise(monkeypatch, angles, precision):
     # Interior steps load rows where the lanes' span allows (AVX-512 CPUs) and gather
     # elsewhere; both orders of operations are the same, so the images must be too. Oblique
     # views spread a group over several rows; the crop leaves empty lanes at its edges.
+    # Both value types: uint16 steps ("auto", values >= 0 here) and float32.
+    monkeypatch.setattr(kernels, "PRECISION", precision)
     rng = np.random.default_rng(6)
     shape = (61, 47, 53)
     vol = Volume(rng.random(shape[::-1], dtype=np.float32), centred(oblique_affine(), shape))

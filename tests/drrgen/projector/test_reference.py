@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from drrgen.geometry import View
-from drrgen.projector import project
+from drrgen.projector import kernels, project
 from drrgen.volume import Volume
 
 
@@ -82,24 +82,43 @@ def random_case(seed: int) -> tuple[Volume, View]:
     return vol, View(source, -direction * dist * 0.7, u * pitch, v * pitch, shape_hw)
 
 
+def as_read(volume: Volume) -> Volume:
+    """`volume` with the values the projector reads: its root's 16-bit steps (the crop kept),
+    or itself when the kernels read float32 (`kernels.value_scale`)."""
+    root, lo = volume.root
+    scale = kernels.value_scale(root)
+    if scale is None:
+        return volume
+    counts = np.clip(np.rint(root.data / np.float64(scale)), 0, 65535)
+    stepped = Volume((counts * np.float64(scale)).astype(np.float32), root.affine)
+    return stepped.crop(lo, lo + np.array(volume.shape_ijk))
+
+
+@pytest.mark.parametrize("precision", ["float32", "auto"])
 @pytest.mark.parametrize("seeds", [range(0, 20), range(20, 40)])
-def test_random_cases_match_the_reference(seeds):
+def test_random_cases_match_the_reference(monkeypatch, seeds, precision):
+    # "auto": uint16 steps of the root's maximum (huge outside the crop here, so the crop's
+    # values are coarse steps): the reference reads the same steps.
+    monkeypatch.setattr(kernels, "PRECISION", precision)
     for seed in seeds:
         vol, view = random_case(seed)
+        assert (kernels.value_scale(vol.root[0]) is None) == (precision == "float32")
         got = project(vol, view, threads=1)
         assert np.array_equal(got, project(vol, view, threads=2)), seed
-        ref = joseph_reference(vol, view)
+        ref = joseph_reference(as_read(vol), view)
         # float32 ray parameters and sums against float64: a few 1e-5 of the values.
         np.testing.assert_allclose(got, ref, rtol=2e-4, atol=2e-4, err_msg=f"seed {seed}")
 
 
-def test_one_voxel_thick_crop_reads_nothing_outside():
+@pytest.mark.parametrize("precision", ["float32", "auto"])
+def test_one_voxel_thick_crop_reads_nothing_outside(monkeypatch, precision):
     # Regression: the interior range of a crop one voxel thick was an inverted interval,
     # which the clip turned into slices around the face, read without the crop's masks.
+    monkeypatch.setattr(kernels, "PRECISION", precision)
     data = np.full((8, 16, 8), 1e4, np.float32)
     data[3] = 1.0
     crop = Volume(data, np.eye(4)).crop((0, 0, 3), (8, 16, 4))
-    alone = Volume(crop.data.copy(), crop.affine)
+    alone = Volume(as_read(crop).data.copy(), crop.affine)  # constant: its own steps are exact
     view = View([3.5, -200.0, 2.0], [3.5, 200.0, 4.0008], [1.0, 0, 0], [0, 0, 0.01], (1, 4))
     np.testing.assert_allclose(project(crop, view), project(alone, view), rtol=1e-5)
     assert project(crop, view).max() < 20
