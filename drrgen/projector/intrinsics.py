@@ -162,9 +162,7 @@ def row_step(typingctx, flat, base, w_b, kf, a0, da, b0, db, acc):
     float32; `flat` is a float32 or uint16 layout.
     """
     lane_arrays = (a0, da, b0, db, acc)
-    if not all(
-        isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" for x in lane_arrays
-    ):
+    if not all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" for x in lane_arrays):
         return None
     if not (_is_layout(flat) and all(x.dtype == types.float32 for x in lane_arrays)):
         return None

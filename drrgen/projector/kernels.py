@@ -110,8 +110,8 @@ def layout_choice() -> tuple[bool, str]:
 
 
 def precision_choice() -> str:
-    """"auto" or "float32": PRECISION when set to "float32", else the environment variable
-    DRRGEN_PRECISION when set (see PRECISION)."""
+    """The precision setting, "auto" or "float32": PRECISION when set to "float32", else the
+    environment variable DRRGEN_PRECISION when set (see PRECISION)."""
     choice = PRECISION if PRECISION != "auto" else (os.environ.get("DRRGEN_PRECISION") or "auto")
     if choice not in ("auto", "float32"):
         if PRECISION != "auto":
