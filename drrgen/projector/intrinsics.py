@@ -41,47 +41,86 @@ def index32(typingctx, ib, ia, w_b, shift_a, base):
     return sig, codegen
 
 
-def _is_layout(arr) -> bool:
-    """A projector layout: a C-contiguous 1-D array of float32 values or uint16 counts."""
+def _is_layout(arr, dtypes=(types.float32, types.uint16, types.uint32)) -> bool:
+    """A projector layout: a C-contiguous 1-D array of float32 values, uint16 counts or
+    uint32 pairs of counts (`Volume.axis_major_buffer`)."""
     return (
-        isinstance(arr, types.Array)
-        and arr.ndim == 1
-        and arr.layout == "C"
-        and arr.dtype in (types.float32, types.uint16)
+        isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C" and arr.dtype in dtypes
     )
+
+
+def _address(context, builder, arr, args):
+    """The pointer to ``arr[index + delta]`` (args: array, index, delta), bounds-checked
+    under NUMBA_BOUNDSCHECK."""
+    ary = context.make_array(arr)(context, builder, args[0])
+    pos = builder.sext(builder.add(args[1], args[2], flags=["nsw"]), ir.IntType(64))
+    if config.BOUNDSCHECK:
+        cgutils.do_boundscheck(context, builder, pos, ary.nitems)
+    return builder.gep(ary.data, [pos], inbounds=True)
+
+
+def _value(builder, dtype, ptr):
+    """float32 of the value or count at `ptr`: uint16 counts are read as the 32-bit word that
+    starts at the count, keeping its low half (x86 gathers 32-bit elements only, a 16-bit
+    gather would be scalarised, and takes a 2-byte scale in its address; the upper half is
+    the next count or, past the last one, the layout's slack)."""
+    if dtype == types.float32:
+        return builder.load(ptr)
+    i32 = ir.IntType(32)
+    word = builder.load(builder.bitcast(ptr, i32.as_pointer()))
+    word.align = 2
+    return builder.sitofp(builder.and_(word, ir.Constant(i32, 0xFFFF)), ir.FloatType())
 
 
 @intrinsic
 def load_at(typingctx, arr, index, delta):
-    """``float32(arr[index + delta])`` for a projector layout and int32 `index`, `delta`.
+    """``float32(arr[index + delta])`` for a float32 or uint16 layout, int32 `index`, `delta`.
 
     No wraparound for negative indices and no bounds check unless Numba's bounds checking is
     on when the caller compiles (``NUMBA_BOUNDSCHECK=1`` with a fresh ``NUMBA_CACHE_DIR``:
     cached machine code keeps the setting it was built with). The address is
-    ``data + sext(index + delta)``, the form x86 gathers take 32-bit indices in.
-
-    uint16 counts (`kernels.value_scale`) are read as the 32-bit word that starts at the
-    count, keeping its low half: x86 gathers 32-bit elements only (a 16-bit gather would be
-    scalarised), and takes a 2-byte scale in its address. The word's upper half is the next
-    count or, past the last one, the layout's slack. Every uint16 converts to float32 exactly.
+    ``data + sext(index + delta)``, the form x86 gathers take 32-bit indices in. Every uint16
+    count (`kernels.value_scale`) converts to float32 exactly.
     """
-    if not (_is_layout(arr) and _all_int32(index, delta)):
+    if not (_is_layout(arr, (types.float32, types.uint16)) and _all_int32(index, delta)):
         return None
     sig = types.float32(arr, types.int32, types.int32)
 
     def codegen(context, builder, signature, args):
-        ary = context.make_array(arr)(context, builder, args[0])
-        pos = builder.sext(builder.add(args[1], args[2], flags=["nsw"]), ir.IntType(64))
-        if config.BOUNDSCHECK:
-            cgutils.do_boundscheck(context, builder, pos, ary.nitems)
-        ptr = builder.gep(ary.data, [pos], inbounds=True)
-        if arr.dtype == types.float32:
-            return builder.load(ptr)
-        i32 = ir.IntType(32)
-        word = builder.load(builder.bitcast(ptr, i32.as_pointer()))
-        word.align = 2
-        count = builder.and_(word, ir.Constant(i32, 0xFFFF))
-        return builder.sitofp(count, ir.FloatType())
+        return _value(builder, arr.dtype, _address(context, builder, arr, args))
+
+    return sig, codegen
+
+
+@intrinsic
+def load_pair(typingctx, arr, index, delta, w_a):
+    """``(f[i], f[i + w_a])`` as float32 for ``i = index + delta``: a voxel and its neighbour
+    along a, the two values one bilinear lerp needs (all int32 arguments).
+
+    From a float32 or uint16 layout these are two loads (`load_at`). A uint32 layout holds
+    both as one word, count i in its low half and count i + w_a in its high half
+    (`Volume.axis_major_buffer`): one load, so the step loops gather 2 words per sample
+    instead of 4 values.
+    """
+    if not (_is_layout(arr) and _all_int32(index, delta, w_a)):
+        return None
+    sig = types.UniTuple(types.float32, 2)(arr, types.int32, types.int32, types.int32)
+
+    def codegen(context, builder, signature, args):
+        array, index, delta, w_a = args
+        ptr = _address(context, builder, arr, (array, index, delta))
+        if arr.dtype == types.uint32:
+            i32, f32 = ir.IntType(32), ir.FloatType()
+            word = builder.load(ptr)
+            lo = builder.sitofp(builder.and_(word, ir.Constant(i32, 0xFFFF)), f32)
+            hi = builder.sitofp(builder.lshr(word, ir.Constant(i32, 16)), f32)
+        else:
+            # The second address as `load_at` forms it (index + (delta + w_a)): the offset
+            # is loop-invariant, and the gather keeps its 32-bit index form.
+            far = builder.add(delta, w_a, flags=["nsw"])
+            lo = _value(builder, arr.dtype, ptr)
+            hi = _value(builder, arr.dtype, _address(context, builder, arr, (array, index, far)))
+        return context.make_tuple(builder, signature.return_type, [lo, hi])
 
     return sig, codegen
 
@@ -158,8 +197,8 @@ def row_step(typingctx, flat, base, w_b, kf, a0, da, b0, db, acc):
     counts for a uint16 layout, widened to float32 exactly as `load_at` does), and a
     ``vpermi2ps`` picks every lane's a and a + 1. Returns False, touching nothing, when the
     lanes span more than 30 voxels along a or more than 6 rows, or when the target lacks
-    AVX-512F (then always: the caller gathers). Arrays a0, da, b0, db and acc hold ROW_LANES
-    float32; `flat` is a float32 or uint16 layout.
+    AVX-512F or for a uint32 layout (then always: the caller gathers). Arrays a0, da, b0, db
+    and acc hold ROW_LANES float32; `flat` is a float32 or uint16 row layout.
     """
     lane_arrays = (a0, da, b0, db, acc)
     if not all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" for x in lane_arrays):
@@ -171,7 +210,7 @@ def row_step(typingctx, flat, base, w_b, kf, a0, da, b0, db, acc):
     sig = types.boolean(flat, types.int32, types.int32, types.float32, a0, da, b0, db, acc)
 
     def codegen(context, builder, signature, args):
-        if not _has_avx512(context):
+        if not _has_avx512(context) or flat.dtype == types.uint32:  # pairs: slices-inner only
             return ir.Constant(ir.IntType(1), 0)
         n = ROW_LANES
         f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)

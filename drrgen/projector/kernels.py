@@ -18,6 +18,8 @@ import os
 
 import numpy as np
 from numba import njit, prange
+from numba.core import types
+from numba.extending import overload
 
 from drrgen.errors import UserError
 from drrgen.projector.intrinsics import (
@@ -25,6 +27,7 @@ from drrgen.projector.intrinsics import (
     fast_gathers,
     index32,
     load_at,
+    load_pair,
     row_step,
     target_has_avx512,
 )
@@ -54,11 +57,14 @@ ROW_LOADS = True
 # the same).
 LAYOUT = "auto"
 # The values the kernels read: "auto" stores a volume whose values are finite and >= 0 (mu)
-# as uint16 counts of max / 65535 (`value_scale`), half the bytes of float32: the kernels
-# are bound by memory at 256^3, and counts made them 1.2x faster per DRR on the real 256^3
-# chest CT at 2 threads, 1.1-1.3x at 1 (slices-inner layout, Xeon model 207, 2026-12-06).
-# Each voxel is then within max / 131070 of its value, finer than 1 HU for any CT whose
-# range is under 65,535 HU; a DRR moves by under 5e-6 of its maximum on the chest CT.
+# as 16-bit counts of max / 65535 (`value_scale`): on the slices-inner layout as uint32 words
+# that pair a voxel's count with its neighbour's along a, so a sample takes 2 gathers instead
+# of 4 (`intrinsics.load_pair`; the bytes of float32), on the row layout as uint16 (half the
+# bytes). Measured against float32 in one process (slices-inner, Xeon model 207, real 256^3
+# chest CT, 2026-12-06): 1.12x per DRR at 1 thread and 1.10x at 2 over five views, 1.13x
+# on the build's DRRs of crops; the row layout's uint16 was not measured on a CPU that uses
+# it (AMD). Each voxel is then within max / 131070 of its value, finer than 1 HU for any CT
+# whose range is under 65,535 HU; a DRR moves by under 5e-6 of its maximum on the chest CT.
 # Volumes whose maximum exceeds MAX_OVER_MEAN times the mean of their positive values (an
 # outlier would make the steps coarse for the rest; CTs measure 6.6-16) keep float32, as do
 # volumes with negative or non-finite values, and "float32" forces it. The environment
@@ -488,6 +494,34 @@ def _slice_offset(k, s_blk, s_k, shift):
     return np.int32((k >> shift) * s_blk + (k & ((1 << shift) - 1)) * s_k)
 
 
+def _corners(flat, p, w_a, w_b):
+    """The four bilinear neighbours (f00, f01, f10, f11) as float32 at layout offset p: the
+    entries p, p + w_a, p + w_b and p + w_b + w_a. Compiled per layout dtype (the overload
+    below): 4 `load_at` from float32 values or uint16 counts, 2 `load_pair` from uint32
+    words of paired counts (2 gathers per sample instead of 4)."""
+    raise NotImplementedError("called from Numba-compiled code only")
+
+
+@overload(_corners, inline="always")
+def _corners_by_dtype(flat, p, w_a, w_b):
+    if flat.dtype == types.uint32:
+
+        def pairs(flat, p, w_a, w_b):
+            f00, f01 = load_pair(flat, p, np.int32(0), w_a)
+            f10, f11 = load_pair(flat, p, w_b, w_a)
+            return f00, f01, f10, f11
+
+        return pairs
+
+    def values(flat, p, w_a, w_b):
+        # load_pair would read the same, but its tuples cost 8 % here (float32, 1 thread).
+        f00, f01 = load_at(flat, p, np.int32(0)), load_at(flat, p, w_a)
+        f10, f11 = load_at(flat, p, w_b), load_at(flat, p, np.int32(w_b + w_a))
+        return f00, f01, f10, f11
+
+    return values
+
+
 @njit(cache=True, fastmath={"contract"}, pipeline_class=NoAliasCompiler)
 def _edge_steps(
     flat, s_b, s_blk, s_k, shift, sh_a, k0, k1, a0, da, b0, db, kmin, kmax, acc, lo_a, hi_a,
@@ -503,7 +537,7 @@ def _edge_steps(
     slices and 2**sh_a along a (1, or the block length when slices are inner).
     """
     w_a = np.int32(1 << sh_a)
-    w_b, w_ba = np.int32(s_b), np.int32(s_b + w_a)
+    w_b = np.int32(s_b)
     zero = np.float32(0.0)
     for k in range(k0, k1):
         kf = np.float32(k)
@@ -520,10 +554,12 @@ def _edge_steps(
             # Voxels outside the box read as 0, and the rest is `_interior_steps`' arithmetic
             # verbatim: a sample inside the box gets the same bits on either path, so an image
             # does not depend on how rays are grouped (which slices of a lane are interior).
-            f00 = load_at(flat, p, np.int32(0)) if in_a0 & in_b0 else zero
-            f01 = load_at(flat, p, w_a) if in_a1 & in_b0 else zero
-            f10 = load_at(flat, p, w_b) if in_a0 & in_b1 else zero
-            f11 = load_at(flat, p, w_ba) if in_a1 & in_b1 else zero
+            # The clamps keep every read inside the layout: read all four, then mask.
+            f00, f01, f10, f11 = _corners(flat, p, w_a, w_b)
+            f00 = f00 if in_a0 & in_b0 else zero
+            f01 = f01 if in_a1 & in_b0 else zero
+            f10 = f10 if in_a0 & in_b1 else zero
+            f11 = f11 if in_a1 & in_b1 else zero
             v0 = f00 + fa * (f01 - f00)
             v1 = f10 + fa * (f11 - f10)
             on = (k >= kmin[lane]) & (k <= kmax[lane])
@@ -535,15 +571,13 @@ def _gather_step(flat, base, w_b, sh_a, kf, a0, da, b0, db, acc):
     """One interior step of a group by gathers: the lane loop, SIMD gathers (4 per sample)
     with 32-bit indices (`intrinsics`: no 64-bit widening, no negative-index wraparound)."""
     w_a = np.int32(1 << sh_a)
-    w_ba = np.int32(w_b + w_a)
     for lane in range(LANES):
         pa = a0[lane] + kf * da[lane]
         pb = b0[lane] + kf * db[lane]
         ia, ib = np.int32(pa), np.int32(pb)
         fa, fb = pa - np.float32(ia), pb - np.float32(ib)
         p = index32(ib, ia, w_b, np.int32(sh_a), base)
-        f00, f01 = load_at(flat, p, np.int32(0)), load_at(flat, p, w_a)
-        f10, f11 = load_at(flat, p, w_b), load_at(flat, p, w_ba)
+        f00, f01, f10, f11 = _corners(flat, p, w_a, w_b)
         v0 = f00 + fa * (f01 - f00)
         v1 = f10 + fa * (f11 - f10)
         acc[lane] += v0 + fb * (v1 - v0)

@@ -174,14 +174,16 @@ class Volume:
         16 rays need, which may run past the last row: the slack keeps those loads inside the
         allocation (their extra values are never used).
 
-        With `scale`, uint16 counts ``round(value / scale)`` clipped to [0, 65535] instead of
-        float32 values (`projector.kernels.value_scale`), filled block by block without a
-        float32 copy of the layout.
+        With `scale`, counts ``round(value / scale)`` clipped to [0, 65535] instead of float32
+        values (`projector.kernels.value_scale`), filled block by block without a float32
+        copy of the layout: uint16 on the row layout; on the slices-inner layout uint32 words,
+        the count of entry i in the low half and that of entry i + B (the neighbour along a)
+        in the high half.
         """
         if scale is not None:
             return self.memo(
                 ("axis_major_buffer", axis, slices_inner, scale),
-                lambda: self._fill_layout(axis, slices_inner, np.uint16, scale),
+                lambda: self._fill_counts(axis, slices_inner, scale),
             )
 
         def make():
@@ -189,8 +191,19 @@ class Volume:
 
         return self.memo(("axis_major_buffer", axis, slices_inner), make)
 
+    def _fill_counts(self, axis: int, slices_inner: bool, scale: float) -> np.ndarray:
+        """A new counts `axis_major_buffer`: uint16 on the row layout; on the slices-inner
+        layout uint32 words holding the counts of a voxel (low half) and of its neighbour
+        along a (high half), the pair one bilinear lerp reads (`intrinsics.load_pair`)."""
+        if not slices_inner:
+            return self._fill_layout(axis, False, np.uint16, scale)
+        words = self._fill_layout(axis, True, np.uint32, scale)
+        w_a = self.axis_major_shape(axis, True)[3]  # the layout's stride along a
+        words[:-w_a] |= words[w_a:] << np.uint32(16)  # the right side is evaluated first
+        return words
+
     def _fill_layout(self, axis: int, slices_inner: bool, dtype, scale: float | None):
-        """A new `axis_major_buffer`: dtype float32 (scale None) or uint16 counts of scale."""
+        """A new `axis_major_buffer` of dtype: float32 values (scale None) or counts."""
         a, b = [c for c in range(3) if c != axis]
         # data is [k, j, i]: array axis of index axis c is 2 - c.
         arr = np.transpose(self.data, (2 - b, 2 - axis, 2 - a))

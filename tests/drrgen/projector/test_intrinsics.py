@@ -9,7 +9,7 @@ import pytest
 from numba import njit
 from numba.core.errors import TypingError
 
-from drrgen.projector.intrinsics import fast_gathers, index32, load_at
+from drrgen.projector.intrinsics import fast_gathers, index32, load_at, load_pair
 
 
 @njit
@@ -32,6 +32,29 @@ def test_load_at_reads_the_element():
     arr = np.arange(50, dtype=np.float32) * 0.5
     assert _load(arr, 10, 3) == arr[13]
     assert _load(arr, 49, 0) == arr[49]
+
+
+@njit
+def _pair(arr, p, delta, w_a):
+    return load_pair(arr, np.int32(p), np.int32(delta), np.int32(w_a))
+
+
+def test_load_at_widens_uint16_counts_exactly():
+    counts = np.array([0, 1, 65535, 40000, 7, 0], np.uint16)  # the last: a slack entry
+    assert [_load(counts, i, 0) for i in range(5)] == [0.0, 1.0, 65535.0, 40000.0, 7.0]
+
+
+def test_load_pair_reads_a_value_and_its_neighbour_from_every_layout():
+    values = np.arange(40, dtype=np.float32) * 0.25
+    assert _pair(values, 10, 3, 5) == (values[13], values[18])
+    counts = np.arange(40, dtype=np.uint16) * 1000
+    assert _pair(counts, 4, 1, 8) == (5000.0, 13000.0)
+    # uint32 words: low half the voxel's count, high half its neighbour's (both up to 65535).
+    words = np.array([0, 65535 | (40000 << 16), 3 | (65535 << 16)], np.uint32)
+    assert _pair(words, 1, 0, 99) == (65535.0, 40000.0)  # w_a is in the word already
+    assert _pair(words, 0, 2, 99) == (3.0, 65535.0)
+    with pytest.raises(TypingError):
+        njit(lambda a: load_pair(a, np.int32(0), np.int32(0), np.int32(1)))(np.zeros(4))
 
 
 def test_load_at_is_bounds_checked_under_numba_boundscheck():

@@ -74,14 +74,19 @@ def test_counts_layout_is_the_float_layout_in_steps(inner):
     scale = kernels.value_scale(vol)
     for m in range(3):
         floats = vol.axis_major_buffer(m, inner)
-        counts = vol.axis_major_buffer(m, inner, scale)
-        assert counts.dtype == np.uint16 and counts.shape == floats.shape
+        layout = vol.axis_major_buffer(m, inner, scale)
+        assert layout.shape == floats.shape
+        assert layout.dtype == (np.uint32 if inner else np.uint16)
+        counts = layout & 0xFFFF
         expected = np.clip(np.rint(floats / np.float64(scale)), 0, 65535)
         np.testing.assert_array_equal(counts, expected)
-        assert counts.max() == 65535 and not counts[-LAYOUT_SLACK:].any()
+        assert counts.max() == 65535 and not layout[-LAYOUT_SLACK:].any()
+        if inner:  # the high half: the count of the neighbour along a, B entries on
+            w_a = vol.axis_major_shape(m, True)[3]
+            np.testing.assert_array_equal(layout[:-w_a] >> 16, counts[w_a:])
         # Every voxel within half a step of its value.
         assert np.abs(counts * np.float64(scale) - floats).max() <= 0.5 * scale * (1 + 1e-12)
-        assert vol.axis_major_buffer(m, inner, scale) is counts  # cached
+        assert vol.axis_major_buffer(m, inner, scale) is layout  # cached
 
 
 @pytest.mark.parametrize("angles", [(0, 0), (30, 10), (90, 0), (135, 20)])
