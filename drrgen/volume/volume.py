@@ -197,9 +197,15 @@ class Volume:
         along a (high half), the pair one bilinear lerp reads (`intrinsics.load_pair`)."""
         if not slices_inner:
             return self._fill_layout(axis, False, np.uint16, scale)
-        words = self._fill_layout(axis, True, np.uint32, scale)
+        words = self._fill_layout(axis, True, np.uint32, scale)  # counts in the low halves
         w_a = self.axis_major_shape(axis, True)[3]  # the layout's stride along a
-        words[:-w_a] |= words[w_a:] << np.uint32(16)  # the right side is evaluated first
+        # In place, a chunk at a time (temporaries of a few MiB, not a second layout: fresh
+        # large arrays page-fault slowly). A word already paired shifts its high half out,
+        # so the order of the chunks does not matter.
+        n, step = words.size - w_a, 1 << 20
+        for i in range(0, n, step):
+            j = min(i + step, n)
+            words[i:j] |= words[i + w_a : j + w_a] << np.uint32(16)
         return words
 
     def _fill_layout(self, axis: int, slices_inner: bool, dtype, scale: float | None):
