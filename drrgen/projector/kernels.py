@@ -568,8 +568,9 @@ def _edge_steps(
 
 @njit(cache=True, fastmath={"contract"}, pipeline_class=NoAliasCompiler, inline="always")
 def _gather_step(flat, base, w_b, sh_a, kf, a0, da, b0, db, acc):
-    """One interior step of a group by gathers: the lane loop, SIMD gathers (4 per sample)
-    with 32-bit indices (`intrinsics`: no 64-bit widening, no negative-index wraparound)."""
+    """One interior step of a group by gathers: the lane loop, SIMD gathers (4 per sample, 2
+    from paired counts: `_corners`) with 32-bit indices (`intrinsics`: no 64-bit widening,
+    no negative-index wraparound)."""
     w_a = np.int32(1 << sh_a)
     for lane in range(LANES):
         pa = a0[lane] + kf * da[lane]
@@ -710,7 +711,8 @@ def joseph_groups(
     (every lane inside) through `_interior_steps`.
 
     Args:
-        flat: float32 values or uint16 counts (`value_scale`): the zero-padded layout from
+        flat: float32 values, or counts (`value_scale`: uint16 on the row layout, uint32
+            pairs on the slices-inner one): the zero-padded layout from
             `Volume.axis_major_buffer`, the array of
             `shape` (n_blocks, n_b + 3, block, n_a + 3), or (n_blocks, n_b + 3, n_a + 3,
             block) with `slices_inner`, followed by LAYOUT_SLACK zeros (`block` slices per
