@@ -27,7 +27,7 @@ from ct import DEFAULT_CT, cube_ct
 from timing import machine, median_ms
 
 from drrgen.geometry import carm_view
-from drrgen.projector import project
+from drrgen.projector import kernels, project
 from drrgen.volume import Volume
 
 
@@ -139,9 +139,11 @@ def main() -> None:
         centre, pixel_mm = ct_framing(vol, n)
     floor_ms = median_ms({"read": lambda: vol.data.max()}, args.repeats)["read"]
     print(machine())
+    scale = kernels.value_scale(vol)
+    read_as = "float32" if scale is None else f"16-bit counts of {scale:.3g}"
     print(
-        f"volume {what}, {n}^3 float32 ({vol.data.nbytes / 2**20:.0f} MiB); detector {n}x{n}; "
-        f"threads {args.threads}; read-once floor {floor_ms:.1f} ms"
+        f"volume {what}, {n}^3 float32 ({vol.data.nbytes / 2**20:.0f} MiB, read as {read_as}); "
+        f"detector {n}x{n}; threads {args.threads}; read-once floor {floor_ms:.1f} ms"
     )
     cols = ("view", "drrgen 1t", "drrgen", "RTK", "RTK/drrgen", "rel.diff")
     widths = (14, 10, 8, 8, 10, 9)

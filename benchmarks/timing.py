@@ -65,5 +65,6 @@ def projector_variant() -> str:
     layout = (
         f"{'slices-inner' if inner else 'row'} layout, {'row loads' if row_loads else 'gathers'}"
     )
-    values = "16-bit steps for mu volumes" if precision == "auto" else "float32 values (forced)"
+    counts = "uint32 pairs" if inner else "uint16"
+    values = f"16-bit counts ({counts}) for mu volumes" if precision == "auto" else "float32"
     return f"projector: {layout} ({why}), {values}"

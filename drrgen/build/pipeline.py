@@ -338,11 +338,13 @@ def build(
         StoreError: `out` cannot be used (see `prepare_store`). LockError (a StoreError):
             another build holds the store's lock (`drrgen.build.lock`).
         DeviceError (a UserError): `device` cannot be used here (e.g. CUDA without a GPU).
-        UserError: the environment variable DRRGEN_LAYOUT is not a projector layout.
+        UserError: the environment variable DRRGEN_LAYOUT or DRRGEN_PRECISION has no valid
+            value.
     """
     t0 = time.perf_counter()
     parse_device(device)  # refuse a missing GPU before any work (tasks get the option as given)
-    kernels.slices_inner()  # and a bad DRRGEN_LAYOUT, which every task would fail on
+    kernels.slices_inner()  # and a bad DRRGEN_LAYOUT or DRRGEN_PRECISION, which every task
+    kernels.precision_choice()  # would fail on
     cfg = (cfg or BuildConfig()).validate()
     cluster = cluster or ClusterOptions()
     sources = discover_cts(ct_dir)

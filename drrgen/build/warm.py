@@ -42,6 +42,10 @@ def warm_kernels(
     """Run one tiny block of `cfg` (same kernels and argument types, 1 sample of 2 x 2
     patches) so that every kernel a task calls is compiled or loaded in this process.
 
+    The tiny CT's mu is read as 16-bit counts (`projector.kernels.value_scale`), as a CT's
+    is; a CT that keeps float32 values (an outlying maximum, DRRGEN_PRECISION=float32) has
+    its workers compile the float32 projector kernels on first use.
+
     Args:
         cfg: the build's parameters (views, patch, correspondence definition, ...).
         device: the build's DRR device; with a torch device the warm-up projects with torch on

@@ -8,8 +8,9 @@ The caller guarantees that every index fits in int32 (`project` checks the layou
 
 `row_step` replaces the gathers where it can on the row layout: gathers cost per element on
 AMD Zen cores (about 1.6x slower per DRR than row loads there), while a group's 16 rays read a
-row segment that two vector loads cover. Intel CPUs whose gathers are fast gather on the
-slices-inner layout instead: `fast_gathers` tells them apart (`kernels.slices_inner`).
+row segment that two vector loads cover (one for uint16 counts). Intel CPUs whose gathers
+are fast gather on the slices-inner layout instead: `fast_gathers` tells them apart
+(`kernels.slices_inner`).
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def load_at(typingctx, arr, index, delta):
     on when the caller compiles (``NUMBA_BOUNDSCHECK=1`` with a fresh ``NUMBA_CACHE_DIR``:
     cached machine code keeps the setting it was built with). The address is
     ``data + sext(index + delta)``, the form x86 gathers take 32-bit indices in. Every uint16
-    count (`kernels.value_scale`) converts to float32 exactly.
+    count (`kernels.value_scale`) converts to float32 exactly; it is read as a 32-bit word,
+    so the array needs one element after the index (the layouts' LAYOUT_SLACK), which the
+    bounds check does not cover.
     """
     if not (_is_layout(arr, (types.float32, types.uint16)) and _all_int32(index, delta)):
         return None

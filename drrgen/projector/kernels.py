@@ -127,10 +127,14 @@ def precision_choice() -> str:
 
 
 def value_scale(volume) -> float | None:
-    """The value of one count when the kernels read `volume` (a root volume) as uint16
+    """The value of one count when the kernels read `volume` (a root volume) as 16-bit
     counts: its maximum / 65535 (float32), or None for float32 values (see PRECISION:
-    forced, or values that are negative, not finite, all zero or with an outlying maximum).
-    Computed once per volume."""
+    forced, or values that are negative, not finite, all zero, with an outlying maximum or
+    so small that the step would be subnormal). Computed once per volume.
+
+    The step is the root's: a crop whose values are far below its root's maximum is read
+    with steps that are coarse relative to its own values (each voxel still within
+    root max / 131070 of its value)."""
     if precision_choice() == "float32":
         return None
 
@@ -140,7 +144,10 @@ def value_scale(volume) -> float | None:
         if not (lo >= 0.0 and 0.0 < hi < np.inf):  # NaN fails every comparison
             return None
         mean_positive = float(data.sum(dtype=np.float64)) / np.count_nonzero(data)
-        return float(np.float32(hi / 65535.0)) if hi <= MAX_OVER_MEAN * mean_positive else None
+        step = np.float32(hi / 65535.0)
+        # A subnormal step (values near 1e-36 and below) would not hold half a step exactly.
+        ok = hi <= MAX_OVER_MEAN * mean_positive and step >= np.finfo(np.float32).tiny
+        return float(step) if ok else None
 
     return volume.memo("value_scale", scale)
 

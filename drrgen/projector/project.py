@@ -23,16 +23,18 @@ def project(
         volume: values per voxel, typically mu in 1/mm from `Volume.to_mu`. A crop made with
             `Volume.crop` is projected without copying: voxels outside the crop count as zero.
             Values >= 0 are read as 16-bit steps of the (root) volume's maximum / 65535, each
-            within half a step of its value (`kernels.PRECISION`; DRRGEN_PRECISION=float32
-            reads them as given).
+            within half a step (root max / 131070) of its value: a sample moves by at most
+            that, a line integral by at most that per mm of the ray, and far less in practice
+            (under 5e-6 of the image's maximum on a chest CT). `kernels.PRECISION` says when;
+            DRRGEN_PRECISION=float32 reads the values as given.
         view: the cone-beam geometry, in the volume's physical frame (LPS, mm).
         threads: Numba threads (default: Numba's current setting). Results are bitwise
             identical for any thread count.
         device: None or "cpu": the Numba CPU projector. "cuda", "cuda:N" (any torch device)
             or "torch:<dev>" (e.g. "torch:cpu"): the torch projector there
-            (`drrgen.projector.torch_joseph`), which reads float32 values and agrees with
-            the Numba one to float32 rounding and the 16-bit steps (<= 1e-5 of the image's
-            maximum) and is bitwise repeatable per device.
+            (`drrgen.projector.torch_joseph`), which reads the same values and agrees with
+            the Numba one to float32 rounding (<= 1e-5 of the image's maximum) and is
+            bitwise repeatable per device.
 
     Returns:
         (H, W) float32 line integrals in units of value x mm (dimensionless for mu in 1/mm),
@@ -42,7 +44,7 @@ def project(
     Raises:
         DeviceError (a UserError): torch missing, unknown device, or CUDA not available.
         ValueError: the (root) volume is too large for 32-bit indices: its projector layout
-            would hold 2**31 floats (8 GiB) or more.
+            would hold 2**31 entries or more (8 GiB of float32).
     """
     torch_device = parse_device(device)
     if torch_device is not None:

@@ -6,8 +6,10 @@ inside the slice (zero-padded borders: a one-voxel ramp to zero beyond the box) 
 times the mm length of one slice step is the line integral.
 
 Per-ray parameters come from the Numba `kernels.ray_setup` (on the CPU, ~1 ms for 256x256):
-one definition of the slice ranges, dominant axes and step lengths serves both paths, so the
-two can only differ in the float32 rounding of the samples and of their sum. Here all rays
+one definition of the slice ranges, dominant axes and step lengths serves both paths, and
+both read the same values (the 16-bit steps of `kernels.value_scale` where the Numba path
+uses them, as float32 here), so the two can only differ in the float32 rounding of the
+samples and of their sum. Here all rays
 of one dominant axis are stepped together: a step gathers the samples of a chunk of slices
 for a batch of rays at once, (rays, slices) tensors, and adds their sum to each ray's total in
 slice-chunk order. Chunks and batches are a function of the detector and volume only, and
@@ -26,8 +28,9 @@ import numpy as np
 
 from drrgen.errors import DeviceError
 from drrgen.geometry.view import View
+from drrgen.projector.kernels import value_scale
 from drrgen.projector.rays import setup_rays
-from drrgen.volume.volume import Volume
+from drrgen.volume.volume import Volume, counts_of
 
 # Samples gathered per step (rays x slices). Each sample costs ~80 bytes of temporaries, so a
 # step holds ~0.3 GB: large enough that kernel launches (~30 per step) do not dominate on a
@@ -101,13 +104,24 @@ def padded_crop(volume: Volume, device: str):
 
     Voxel (i, j, k) of the crop sits at [k + 1, j + 1, i + 1]. The root volume is uploaded
     once per device and cached on it (`Volume.memo`), so the crops of one CT share one copy
-    and only the crop is copied per call.
+    and only the crop is copied per call. Its values are those the Numba kernels read: the
+    16-bit steps of `kernels.value_scale` as float32 where that applies.
     """
     import torch
     import torch.nn.functional as F
 
     root, offset = volume.root
-    data = root.memo(("torch", device), lambda: torch.from_numpy(root.data).to(device))
+    scale = value_scale(root)  # the values the Numba kernels read: the same 16-bit steps
+
+    def upload():
+        if scale is None:
+            return torch.from_numpy(root.data).to(device)
+        values = np.empty(root.data.shape, np.float32)
+        for k in range(root.data.shape[0]):  # a slice at a time: small float64 temporaries
+            values[k] = counts_of(root.data[k], scale) * scale
+        return torch.from_numpy(values).to(device)
+
+    data = root.memo(("torch", device, scale), upload)
     (i0, j0, k0), (ni, nj, nk) = offset, volume.shape_ijk
     crop = data[k0 : k0 + nk, j0 : j0 + nj, i0 : i0 + ni]
     return F.pad(crop, (1, 2, 1, 2, 1, 2))

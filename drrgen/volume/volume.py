@@ -15,10 +15,20 @@ import numpy as np
 
 HU_AIR = -1000.0
 
+
+def counts_of(values: np.ndarray, scale: float) -> np.ndarray:
+    """float64 counts ``round(values / scale)`` clipped to [0, 65535]: the 16-bit steps the
+    projector reads for values >= 0 (`projector.kernels.value_scale`). In float64 each count
+    is within half a step of its value exactly (a float32 quotient could round the other way)."""
+    counts = np.divide(values, scale, dtype=np.float64)
+    return np.clip(np.rint(counts, out=counts), 0, 65535, out=counts)
+
+
 # Slices per block of `Volume.axis_major` (a power of 2).
 SLICE_BLOCK = 32
-# Zeros after the projector's flattened layout: its row loads read up to 32 floats from a
-# row's start (`Volume.axis_major_buffer`).
+# Zeros after the projector's flattened layout: its row loads read up to 32 values from a
+# row's start (`Volume.axis_major_buffer`), and a uint16 count is read as the 32-bit word
+# that starts at it (`intrinsics.load_at`).
 LAYOUT_SLACK = 32
 
 
@@ -151,7 +161,8 @@ class Volume:
         gathering voxel by voxel. The zero border (one in front, two behind, and slices past
         n_axis) lets the projector clamp coordinates instead of branching. Cached per axis and
         layout: every view and crop of one volume share the copies (one per axis for the
-        layout the CPU uses). The array is the start of `axis_major_buffer(axis)`.
+        layout the CPU uses; a volume read as 16-bit counts uses the counts buffer of
+        `axis_major_buffer` instead). The array is the start of `axis_major_buffer(axis)`.
 
         With `slices_inner` the entry is [m // B, b + 1, a + 1, m % B]: a voxel's B slices of
         a block side by side, for the gathering kernels (CPUs without AVX-512, and Intel CPUs
@@ -168,7 +179,7 @@ class Volume:
     def axis_major_buffer(
         self, axis: int, slices_inner: bool = False, scale: float | None = None
     ) -> np.ndarray:
-        """`axis_major(axis)` flattened, followed by LAYOUT_SLACK zeros (the projector's input).
+        """`axis_major(axis)` flattened, followed by LAYOUT_SLACK zeros: the projector's input.
 
         The projector loads a window of 2 x 16 values from the start of the row segment its
         16 rays need, which may run past the last row: the slack keeps those loads inside the
@@ -222,8 +233,7 @@ class Volume:
         inner = out[:, 1 : n_b + 1, :, 1 : n_a + 1]
         for blk in range(-(-n_m // SLICE_BLOCK)):
             part = arr[:, blk * SLICE_BLOCK : (blk + 1) * SLICE_BLOCK]  # (n_b, <= B, n_a)
-            if scale is not None:  # a block at a time; float64: within half a step exactly
-                part = np.divide(part, scale, dtype=np.float64)
-                np.clip(np.rint(part, out=part), 0, 65535, out=part)
+            if scale is not None:  # a block at a time: a float64 temporary of B slices
+                part = counts_of(part, scale)
             inner[blk, :, : part.shape[1]] = part
         return buf

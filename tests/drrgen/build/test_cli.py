@@ -110,13 +110,19 @@ def test_device_cuda_without_a_gpu_is_refused_in_one_line(ct_dir, tmp_path):
     assert not out.exists()
 
 
-def test_a_bad_projector_layout_in_the_environment_is_refused_before_any_work(
-    ct_dir, tmp_path, monkeypatch
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("DRRGEN_LAYOUT", "columns", "must be 'auto', 'rows' or 'slices', not 'columns'"),
+        ("DRRGEN_PRECISION", "half", "must be 'auto' or 'float32', not 'half'"),
+    ],
+)
+def test_a_bad_projector_setting_in_the_environment_is_refused_before_any_work(
+    ct_dir, tmp_path, monkeypatch, name, value, expected
 ):
-    monkeypatch.setenv("DRRGEN_LAYOUT", "columns")
+    monkeypatch.setenv(name, value)
     out = tmp_path / "s.zarr"
     result = CliRunner().invoke(app, ["build", "--ct-dir", str(ct_dir), "--out", str(out), *ARGS])
     assert result.exit_code == 2, result.output
-    expected = "error: DRRGEN_LAYOUT: must be 'auto', 'rows' or 'slices', not 'columns'"
-    assert result.output.strip() == expected
+    assert result.output.strip() == f"error: {name}: {expected}"
     assert not out.exists()

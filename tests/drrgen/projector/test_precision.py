@@ -42,10 +42,17 @@ def test_which_volumes_are_read_as_steps():
         odd[2, 3, 4] = bad
         assert kernels.value_scale(_vol(odd)) is None, bad
     assert kernels.value_scale(_vol(np.zeros((4, 4, 4)))) is None
-    # One voxel far above the rest would make the steps coarse for everything else.
-    outlier = mu.copy()
-    outlier[0, 0, 0] = 1000 * kernels.MAX_OVER_MEAN * mu.mean()
-    assert kernels.value_scale(_vol(outlier)) is None
+    # One voxel far above the rest would make the steps coarse for everything else: the
+    # maximum may be up to MAX_OVER_MEAN times the mean of the positive values.
+    flat = np.full((10, 10, 10), 0.01, np.float32)
+    for factor, steps in ((0.99, True), (1.01, False)):
+        peak = flat.copy()
+        # m = factor * K * mean, mean = (999 * 0.01 + m) / 1000  =>  m = 9.99 f K / (1000 - f K)
+        fk = factor * kernels.MAX_OVER_MEAN
+        peak[0, 0, 0] = 9.99 * fk / (1000 - fk)
+        assert (kernels.value_scale(_vol(peak)) is not None) == steps, factor
+    # Values so small that the step would be subnormal: float32.
+    assert kernels.value_scale(_vol(np.full((4, 4, 4), 1e-37))) is None
     # Air (exact zeros) does not count towards the mean: a small body in a large field of view.
     sparse = np.zeros((40, 40, 40), np.float32)
     sparse[:4, :4, :4] = mu[:4, :4, :4]
@@ -109,15 +116,26 @@ def test_steps_move_a_drr_by_less_than_half_a_step_per_mm(monkeypatch, angles):
     assert 0 < diff.max() <= 1e-5 * floats.max()
 
 
-def test_hu_volumes_keep_float32_values():
+def test_hu_volumes_keep_float32_values(monkeypatch):
     # Negative values (a CT in HU) are read as given: the image is the float32 one bitwise.
     vol = blobs(32)
     hu = Volume(vol.data / np.float32(0.02) * np.float32(1000) - np.float32(1000), vol.affine)
     view = carm_view(20, 10, source_to_isocenter_mm=200, source_to_detector_mm=350, shape=(24, 24))
     auto = project(hu, view)
-    kernels_before = kernels.PRECISION
-    try:
-        kernels.PRECISION = "float32"
-        assert np.array_equal(auto, project(hu, view))
-    finally:
-        kernels.PRECISION = kernels_before
+    monkeypatch.setattr(kernels, "PRECISION", "float32")
+    assert np.array_equal(auto, project(hu, view))
+
+
+def test_a_crop_far_below_its_roots_maximum_keeps_the_roots_absolute_bound(monkeypatch):
+    # The steps are the root's: a crop of small values sees steps that are coarse relative to
+    # its own values, and still within root max / 131070 per sample.
+    data = np.full((32, 32, 32), 0.001, np.float32)
+    data[:, :, 16:] = 1.0
+    vol = Volume(data, centred(np.eye(4), (32, 32, 32)))
+    low = vol.crop((0, 0, 0), (16, 32, 32))  # only the 0.001 half
+    view = carm_view(0, 0, source_to_isocenter_mm=200, source_to_detector_mm=350, shape=(24, 24))
+    steps = project(low, view)
+    monkeypatch.setattr(kernels, "PRECISION", "float32")
+    floats = project(low, view)
+    scale = float(np.float32(1.0 / 65535))
+    assert 0 < np.abs(steps - floats).max() <= 0.5 * scale * 32 * np.sqrt(3) + 1e-6 * floats.max()

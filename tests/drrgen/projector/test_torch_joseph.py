@@ -11,8 +11,9 @@ from drrgen.projector import project
 from drrgen.projector.torch_joseph import DeviceError, parse_device
 from drrgen.volume import Volume
 
-# Agreement asked of the torch path: max |torch - numba| / max |numba| (float32 rounding of
-# the samples and of their sums; measured ~5e-7).
+# Agreement asked of the torch path: max |torch - numba| / max |numba| (both read the same
+# values, 16-bit steps for volumes >= 0: float32 rounding of the samples and of their sums;
+# measured ~5e-7).
 REL_TOL = 1e-5
 HAS_CUDA = torch.cuda.is_available()
 
@@ -92,6 +93,16 @@ def test_torch_cpu_matches_numba_on_a_ct_and_a_one_voxel_crop():
     agree(mu, view, "torch:cpu")
     # A crop one voxel thick: its neighbours in the root must not leak in.
     agree(mu.crop((16, 3, 0), (17, 30, 40)), view, "torch:cpu")
+
+
+def test_torch_reads_the_numba_paths_16_bit_steps():
+    # A crop of values far below its root's maximum: its 16-bit steps are coarse (the root's),
+    # and both paths read the same ones, so they still agree to float32 rounding.
+    data = np.full((32, 32, 32), 0.001, np.float32)
+    data[:, :, 16:] = 1.0
+    vol = Volume(data, centred(np.eye(4), (32, 32, 32)))
+    view = carm_view(0, 0, source_to_isocenter_mm=200, source_to_detector_mm=350, shape=(24, 24))
+    agree(vol.crop((0, 0, 0), (16, 32, 32)), view, "torch:cpu")
 
 
 def test_rays_missing_the_volume_are_zero():
