@@ -100,8 +100,11 @@ def test_the_default_model_memorises_16_pairs(tmp_path, one_thread):
     batch = _fixed_batch(str(store), 16, BatchTransform(cfg.data.display, cfg.data.image_size))
     model = build_model(resolve_sizes(cfg.model, grid=16))  # the store's 16 x 16 grid
     model.head.init_prior(batch["corr_0to1"].mean(0))
-    # Measured: train AP 0.59 at step 25, 0.86 at 125, 0.93 at 175 (about 5 min, 1 thread).
-    _, _, ap = _memorise(model, batch, 200, 3e-3, lambda out, c: bce_loss(out["logits"], c))
+    # Measured with 200 steps: train AP 0.93 (seed 0, float32 DRRs); on the 16-bit DRRs that
+    # differ from those in a few last float16 bits, 0.78, 0.93 and 0.91 for seeds 0, 1, 2: at
+    # 200 steps the figure moves with the last bits of the inputs. 300 steps: 0.99 (seed 0,
+    # about 7 min at 1 thread).
+    _, _, ap = _memorise(model, batch, 300, 3e-3, lambda out, c: bce_loss(out["logits"], c))
     assert ap >= 0.9
 
 
