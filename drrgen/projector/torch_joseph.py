@@ -9,13 +9,13 @@ Per-ray parameters come from the Numba `kernels.ray_setup` (on the CPU, ~1 ms fo
 one definition of the slice ranges, dominant axes and step lengths serves both paths, and
 both read the same values (the 16-bit steps of `kernels.value_scale` where the Numba path
 uses them, as float32 here), so the two can only differ in the float32 rounding of the
-samples and of their sum. Here all rays
-of one dominant axis are stepped together: a step gathers the samples of a chunk of slices
-for a batch of rays at once, (rays, slices) tensors, and adds their sum to each ray's total in
-slice-chunk order. Chunks and batches are a function of the detector and volume only, and
-torch's reductions are deterministic for a given device and shape, so repeated calls give
-bitwise identical DRRs on one device; across devices (and against Numba) they agree to float32
-rounding (1e-6 relative measured; the tests ask for 1e-5).
+samples and of their sum. Here all rays of one dominant axis are stepped together: a step
+gathers the samples of a chunk of slices for a batch of rays at once, (rays, slices)
+tensors, and adds their sum to each ray's total in slice-chunk order. Chunks and batches
+are a function of the detector and volume only, and torch's reductions are deterministic
+for a given device and shape, so repeated calls give bitwise identical DRRs on one device;
+across devices (and against Numba) they agree to float32 rounding (1e-6 relative measured;
+the tests ask for 1e-5).
 
 The crop a view sees (`Volume.crop`) is copied onto the device with a zero border (one voxel
 in front, two behind on each axis), so voxels outside the crop read as zero without masks:
