@@ -260,12 +260,9 @@ def report(args, what: str, wall: float, out: str, info: dict, rtk_s, load0: str
         w, c = stages.get(name, (0.0, 0.0))
         print(f"  {label:<22} {w:7.2f} {c:7.2f} {1e3 * c / pairs:7.2f} ms {100 * c / cpu:5.1f} %")
     print(f"  {'(sum)':<22} {busy:7.2f} {cpu:7.2f} {1e3 * cpu / pairs:7.2f} ms")
-    faults = re.search(r"memory +(\d+) minor page faults per sample", out)
-    if faults:
-        print(
-            f"minor page faults per sample (one pair) after the CT reads: {faults.group(1)} "
-            "(tens: each worker's first samples; thousands: freed memory goes back to the OS)"
-        )
+    faults = re.search(r"^memory +(\d+ minor page faults per sample.*)$", out, re.MULTILINE)
+    if faults:  # the build summary's own line (`BuildSummary.format`)
+        print(f"memory: {faults.group(1)}")
     m = re.search(r"(\d+) workers x (\d+) threads", out)
     workers, threads = (int(m.group(1)), int(m.group(2))) if m else (1, 1)
     print(

@@ -81,7 +81,7 @@ def keep_freed_memory() -> bool:
     default ``pre-spawn-environ``). Any such setting switches off glibc's dynamic mmap
     threshold, so every temporary array of 128 KiB or more is mapped afresh and unmapped when
     freed, and the heap's free top is returned at once: the kernels page-fault their scratch
-    memory in again on every call. That was 4,345 minor page faults per training pair, and
+    memory in again on every call. That was 4,345 minor page faults per pair of a build, and
     64-74 ms of CPU per pair where a plain process took 40-61 ms (measured, README). With
     blocks up to `MMAP_THRESHOLD_BYTES` on the heap and up to `TRIM_THRESHOLD_BYTES` of free
     memory kept there, a worker faults 1-2 times per pair once its first samples have run.

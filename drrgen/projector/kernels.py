@@ -66,10 +66,10 @@ LAYOUT = "auto"
 # it (AMD). Each voxel is then within max / 131070 of its value, finer than 1 HU for any CT
 # whose range is under 65,535 HU; a DRR moves by under 5e-6 of its maximum on the chest CT.
 # Volumes whose maximum exceeds MAX_OVER_MEAN times the mean of their positive values (an
-# outlier would make the steps coarse for the rest; CTs measure 6.6-16) keep float32, as do
-# volumes with negative or non-finite values, and "float32" forces it. The environment
-# variable DRRGEN_PRECISION ("auto", "float32") applies when this is "auto". Either way
-# every layout and thread count gives the same image bitwise.
+# outlier would make the steps coarse for the rest; the chest CT measures 6.6, the phantoms
+# 10-16) keep float32, as do volumes with negative or non-finite values, and "float32"
+# forces it. The environment variable DRRGEN_PRECISION ("auto", "float32") applies when
+# this is "auto". Either way every layout and thread count gives the same image bitwise.
 PRECISION = "auto"
 MAX_OVER_MEAN = 256.0
 # Strongly oblique views (e.g. 135 deg with a 20 deg tilt): the rays of a detector row

@@ -266,8 +266,9 @@ def test_torch_device_store_agrees_with_the_cpu_store(reference, ct_dir, tmp_pat
     for name in ARRAY_NAMES:
         if name not in ("views", "checksum"):
             np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
-    # The checksums of everything but the views (torch reads float32 values, the CPU 16-bit
-    # steps: a view may differ in its last float16 bit, and so its checksum).
+    # The checksums of everything but the views (both paths read the same 16-bit steps, but
+    # their sums round differently: a view may differ in its last float16 bit, and so its
+    # checksum).
     others = [i for i, name in enumerate(CHECKSUMMED) if name != "views"]
     np.testing.assert_array_equal(got["checksum"][:, others], ref["checksum"][:, others])
     a, b = ref["views"].astype(np.float32), got["views"].astype(np.float32)
